@@ -1,0 +1,235 @@
+"""Keyflow settings. Everything lives here; environment variables switch what differs."""
+
+from __future__ import annotations
+
+import dj_database_url
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import DATA_DIR, REPO_ROOT, env
+
+KEYFLOW_ENV = env.name
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+_LAUNCH_HINT = (
+    "Start Keyflow with `python3 dev.py run` (it starts embedded services and writes "
+    f"{DATA_DIR / 'runtime.env'}), or set it in the environment (see docs/deploy.md)."
+)
+
+SECRET_KEY = env.required("DJANGO_SECRET_KEY", _LAUNCH_HINT)
+if env.is_production and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY is too short or too simple for production.")
+
+
+def _fernet_keys(raw: str) -> list[str]:
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    if not keys:
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY holds no key.")
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(
+                f"FIELD_ENCRYPTION_KEY key #{position} is malformed: each key must be 32 "
+                "url-safe base64-encoded bytes (generate one with "
+                "`python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`)."
+            ) from None
+    return keys
+
+
+# The first key encrypts; every key decrypts (rotation). Comma-separated in the environment.
+FIELD_ENCRYPTION_KEY = _fernet_keys(env.required("FIELD_ENCRYPTION_KEY", _LAUNCH_HINT))
+
+# --- Hosts -----------------------------------------------------------------------------------
+# Tenants live at <slug>.<KEYFLOW_BASE_DOMAIN>; the platform (operators' admin) at the
+# platform hosts. `*.localhost` resolves to loopback in browsers, so dev needs no DNS.
+KEYFLOW_BASE_DOMAIN = env.str("KEYFLOW_BASE_DOMAIN", "localhost")
+KEYFLOW_PLATFORM_HOSTS = env.list("KEYFLOW_PLATFORM_HOSTS", ["localhost", "127.0.0.1"])
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS",
+    [*KEYFLOW_PLATFORM_HOSTS, f".{KEYFLOW_BASE_DOMAIN}", "[::1]"],
+)
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# --- Apps ------------------------------------------------------------------------------------
+SHARED_APPS = [
+    "django_tenants",
+    "tenants",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "credentials",
+    "workflows",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Tenant"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+PUBLIC_SCHEMA_NAME = "public"
+# Only switch search_path when the tenant actually changes.
+TENANT_LIMIT_SET_CALLS = True
+
+MIDDLEWARE = [
+    "config.health.HealthCheckMiddleware",
+    "tenants.middleware.TenantRoutingMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls_tenant"
+PUBLIC_SCHEMA_URLCONF = "config.urls_public"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [REPO_ROOT / "platform" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database --------------------------------------------------------------------------------
+DATABASE_URL = env.required("DATABASE_URL", _LAUNCH_HINT)
+DATABASES = {
+    "default": {
+        **dj_database_url.parse(DATABASE_URL, conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60)),
+        "ENGINE": "django_tenants.postgresql_backend",
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis and Celery ------------------------------------------------------------------------
+REDIS_URL = env.required("REDIS_URL", _LAUNCH_HINT)
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", REDIS_URL)
+# Work must never be lost: acknowledge after the task ran, hand it back if the worker dies,
+# and take one message at a time so a long run does not hold others hostage.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("KEYFLOW_RUN_SOFT_TIME_LIMIT", 600)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
+# Redis re-delivers an unacknowledged message after the visibility timeout: it must be longer
+# than the longest run, or a run still executing would be delivered a second time.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 3}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 3}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "kf",
+    }
+}
+
+# --- Auth and security -----------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env.is_production
+CSRF_COOKIE_SECURE = env.is_production
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if env.is_production:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+
+# --- I18N and static -------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "/static/"
+STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", str(DATA_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if env.is_production
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not env.is_production
+
+# --- REST API --------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "api.errors.api_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Keyflow API",
+    "DESCRIPTION": "Multi-tenant LLM workflows with bring-your-own-key credentials.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Logging ---------------------------------------------------------------------------------
+LOG_LEVEL = env.str("KEYFLOW_LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "text"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "celery": {"level": LOG_LEVEL},
+    },
+}
+
+# --- Keyflow ---------------------------------------------------------------------------------
+# Tenant slugs the platform keeps for itself (they would clash with hosts or schemas).
+KEYFLOW_RESERVED_SLUGS = ["public", "www", "admin", "api", "static", "platform", "default"]
+KEYFLOW_FAKE_LLM_URL = env.str("KEYFLOW_FAKE_LLM_URL")
+# How users reach Keyflow, for links printed by commands and shown in the admin.
+KEYFLOW_PUBLIC_SCHEME = env.str("KEYFLOW_PUBLIC_SCHEME", "https" if env.is_production else "http")
+KEYFLOW_PUBLIC_PORT = env.int("KEYFLOW_PORT", 443 if env.is_production else 8000)

@@ -1,0 +1,1 @@
+"""Development services: embedded PostgreSQL and Redis, and the launcher that runs Keyflow."""

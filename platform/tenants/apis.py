@@ -1,0 +1,24 @@
+"""Management API endpoints about the tenant itself."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.auth import ManagementTokenAuthentication
+
+
+class TenantDetailApi(APIView):
+    authentication_classes = [ManagementTokenAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.UUIDField()
+        name = serializers.CharField()
+        slug = serializers.CharField()
+        status = serializers.CharField()
+
+    @extend_schema(responses=OutputSerializer, summary="The tenant this token belongs to")
+    def get(self, request):
+        return Response(self.OutputSerializer(request.tenant).data)

@@ -1,0 +1,57 @@
+"""Fixtures shared by every test: two provisioned tenants in the test database.
+
+Tenants are provisioned once per session (creating and migrating a schema is the slow part)
+and committed, so worker and web processes started by end-to-end tests see them too.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from tenants.services import tenant_provision
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        provisioned = {
+            slug: tenant_provision(name=f"Tenant {slug}", slug=slug, admin_email=f"admin@{slug}.test")
+            for slug in ("alpha", "beta")
+        }
+    django_db_setup_tenants.update(provisioned)
+    yield
+
+
+django_db_setup_tenants: dict = {}
+
+
+@pytest.fixture
+def provisioned_tenants(django_db_setup):
+    return django_db_setup_tenants
+
+
+@pytest.fixture
+def tenant_a(provisioned_tenants):
+    return provisioned_tenants["alpha"].tenant
+
+
+@pytest.fixture
+def tenant_b(provisioned_tenants):
+    return provisioned_tenants["beta"].tenant
+
+
+@pytest.fixture
+def in_tenant(db):
+    """Run the test body inside a tenant's schema: `with in_tenant(tenant): ...`."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def enter(tenant):
+        connection.set_tenant(tenant)
+        try:
+            yield tenant
+        finally:
+            connection.set_schema_to_public()
+
+    return enter

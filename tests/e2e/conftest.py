@@ -1,0 +1,122 @@
+"""Real processes for end-to-end tests: a Celery worker and a web server.
+
+They run against the test database created by pytest-django (data they must see has to
+be committed, which is why the session tenants are provisioned outside test transactions)
+and the same Redis as the test process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+from django.db import connection
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    environ = dict(os.environ)
+    parts = urlsplit(environ["DATABASE_URL"])
+    environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+    environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "platform"), str(REPO_ROOT)])
+    environ["PYTHONUNBUFFERED"] = "1"
+    environ.update(extra)
+    return environ
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ManagedProcess:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            argv, env=env, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, marker: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if marker in self.log():
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log()[-4000:]}")
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+@pytest.fixture(scope="session")
+def e2e_logs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("e2e-logs")
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, e2e_logs):
+    with django_db_blocker.unblock():
+        env = process_env()
+    worker = ManagedProcess(
+        "celery-worker",
+        [sys.executable, "-m", "celery", "-A", "config.celery_app", "worker",
+         "--loglevel", "INFO", "--concurrency", "2", "--pool", "prefork",
+         "--hostname", f"e2e-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
+        env, e2e_logs,
+    )
+    worker.wait_for_log("ready.")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup, django_db_blocker, e2e_logs):
+    port = free_port()
+    with django_db_blocker.unblock():
+        env = process_env(KEYFLOW_PORT=str(port))
+    web = ManagedProcess(
+        "web",
+        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        env, e2e_logs,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if web.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"web server did not start:\n{web.log()[-4000:]}")
+        time.sleep(0.1)
+    web.base_url = base_url
+    yield web
+    web.stop()
