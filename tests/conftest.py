@@ -55,3 +55,28 @@ def in_tenant(db):
             connection.set_schema_to_public()
 
     return enter
+
+
+@pytest.fixture(scope="session")
+def fake_llm():
+    """The fake LLM provider: a real HTTP server on loopback (in a thread of this process)."""
+    from fake_llm.server import FakeLLMServer
+
+    server = FakeLLMServer(host="127.0.0.1", port=0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(fake_llm):
+    """The fake provider with a clean call record and no faults."""
+    fake_llm.reset()
+    yield fake_llm
+    fake_llm.reset()
+
+
+def canary_key(prefix: str = "sk-canary-") -> str:
+    """A unique, recognisable secret: tests look for it everywhere it must not be."""
+    import secrets
+
+    return prefix + secrets.token_hex(16)

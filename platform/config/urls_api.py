@@ -3,10 +3,26 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from credentials.apis import (
+    CredentialDetailApi,
+    CredentialDisableApi,
+    CredentialEnableApi,
+    CredentialListCreateApi,
+    CredentialSetDefaultApi,
+    CredentialValidateApi,
+    ProviderListApi,
+)
 from tenants.apis import TenantDetailApi
 
 urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/tenant", TenantDetailApi.as_view(), name="api-tenant"),
+    path("api/providers", ProviderListApi.as_view(), name="api-providers"),
+    path("api/credentials", CredentialListCreateApi.as_view(), name="api-credentials"),
+    path("api/credentials/<str:credential_id>", CredentialDetailApi.as_view(), name="api-credential"),
+    path("api/credentials/<str:credential_id>/validate", CredentialValidateApi.as_view()),
+    path("api/credentials/<str:credential_id>/set-default", CredentialSetDefaultApi.as_view()),
+    path("api/credentials/<str:credential_id>/disable", CredentialDisableApi.as_view()),
+    path("api/credentials/<str:credential_id>/enable", CredentialEnableApi.as_view()),
 ]

@@ -63,6 +63,9 @@ def dev_secrets(path: Path) -> dict[str, str]:
     if "FIELD_ENCRYPTION_KEY" not in values:
         values["FIELD_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
         changed = True
+    if "KEYFLOW_FINGERPRINT_KEY" not in values:
+        values["KEYFLOW_FINGERPRINT_KEY"] = secrets.token_urlsafe(32)
+        changed = True
     if changed:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
@@ -264,6 +267,7 @@ def command_test(options, pytest_args: list[str]) -> int:
             KEYFLOW_ENV="test",
             DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
             FIELD_ENCRYPTION_KEY=Fernet.generate_key().decode(),
+            KEYFLOW_FINGERPRINT_KEY=secrets.token_urlsafe(32),
             DJANGO_SETTINGS_MODULE="config.settings.test",
         )
         env = child_env(values)

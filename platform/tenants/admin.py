@@ -6,10 +6,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from config.admin_sites import platform_admin_site
+from config.admin_sites import platform_admin_site, tenant_admin_site
 from tenants.models import ApiToken, Domain, Tenant
 from tenants.services import (
     TenantError,
+    api_token_issue,
+    api_token_revoke,
     tenant_delete,
     tenant_provision,
     tenant_provision_check,
@@ -123,3 +125,61 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+class ManagementTokenForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["name"]
+
+    def save(self, commit=True):  # ManagementTokenAdmin.save_model issues the token
+        return self.instance
+
+
+class ManagementToken(ApiToken):
+    class Meta:
+        proxy = True
+        verbose_name = "management API token"
+
+
+@admin.register(ManagementToken, site=tenant_admin_site)
+class ManagementTokenAdmin(admin.ModelAdmin):
+    """A tenant's own kf- tokens: created here (shown once), revoked, never shown again."""
+
+    form = ManagementTokenForm
+    list_display = ["name", "hint", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke_selected"]
+
+    def get_queryset(self, request):
+        return ApiToken.objects.filter(tenant=request.tenant, scope=ApiToken.Scope.MANAGEMENT)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["hint", "created_at", "last_used_at", "revoked_at"] if obj else []
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None or super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        issued = api_token_issue(
+            tenant=request.tenant, scope=ApiToken.Scope.MANAGEMENT, name=form.cleaned_data["name"]
+        )
+        obj.pk = issued.record.pk
+        messages.warning(
+            request, f"New management token (shown once, store it now): {issued.token}"
+        )
+
+    def delete_model(self, request, obj):
+        api_token_revoke(token=obj)
+
+    def delete_queryset(self, request, queryset):
+        for token in queryset:
+            api_token_revoke(token=token)
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke_selected(self, request, queryset):
+        for token in queryset:
+            api_token_revoke(token=token)
+        self.message_user(request, f"Revoked {queryset.count()} token(s).")

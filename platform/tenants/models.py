@@ -7,6 +7,8 @@ import uuid
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
 
+from credentials.fields import StrictEncryptedTextField
+
 
 class Tenant(TenantMixin):
     class Status(models.TextChoices):
@@ -79,3 +81,18 @@ class ApiToken(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class EncryptionKeyCheck(models.Model):
+    """A known value sealed with the current encryption key.
+
+    Every process opens it at start-up: if no configured key can, the keys are wrong and
+    the process refuses to start rather than pass ciphertext off as a provider key.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    sealed = StrictEncryptedTextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"encryption key check ({self.updated_at:%Y-%m-%d})"

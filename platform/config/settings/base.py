@@ -41,6 +41,9 @@ def _fernet_keys(raw: str) -> list[str]:
 # The first key encrypts; every key decrypts (rotation). Comma-separated in the environment.
 FIELD_ENCRYPTION_KEY = _fernet_keys(env.required("FIELD_ENCRYPTION_KEY", _LAUNCH_HINT))
 
+# Keys the fingerprints of provider keys (HMAC-SHA256). Changing it changes every fingerprint.
+KEYFLOW_FINGERPRINT_KEY = env.required("KEYFLOW_FINGERPRINT_KEY", _LAUNCH_HINT)
+
 # --- Hosts -----------------------------------------------------------------------------------
 # Tenants live at <slug>.<KEYFLOW_BASE_DOMAIN>; the platform (operators' admin) at the
 # platform hosts. `*.localhost` resolves to loopback in browsers, so dev needs no DNS.
@@ -64,6 +67,7 @@ SHARED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "api",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -230,6 +234,14 @@ LOGGING = {
 # Tenant slugs the platform keeps for itself (they would clash with hosts or schemas).
 KEYFLOW_RESERVED_SLUGS = ["public", "www", "admin", "api", "static", "platform", "default"]
 KEYFLOW_FAKE_LLM_URL = env.str("KEYFLOW_FAKE_LLM_URL")
+KEYFLOW_PROVIDERS = env.list(
+    "KEYFLOW_PROVIDERS",
+    [
+        "credentials.providers.openai_provider.OpenAIProvider",
+        "credentials.providers.azure_openai_provider.AzureOpenAIProvider",
+        "credentials.providers.anthropic_provider.AnthropicProvider",
+    ],
+)
 # How users reach Keyflow, for links printed by commands and shown in the admin.
 KEYFLOW_PUBLIC_SCHEME = env.str("KEYFLOW_PUBLIC_SCHEME", "https" if env.is_production else "http")
 KEYFLOW_PUBLIC_PORT = env.int("KEYFLOW_PORT", 443 if env.is_production else 8000)
