@@ -259,6 +259,9 @@ def command_test(options, pytest_args: list[str]) -> int:
     if lint.returncode != 0:
         say("Lint failed.")
         return lint.returncode
+    from devservices.browser import ensure_chromium
+
+    chromium = ensure_chromium(say)
     root = Path(tempfile.mkdtemp(prefix="keyflow-test-", dir=DATA_DIR if DATA_DIR.exists() else None))
     services = Services(root, persist_redis=False)
     try:
@@ -270,6 +273,8 @@ def command_test(options, pytest_args: list[str]) -> int:
             KEYFLOW_FINGERPRINT_KEY=secrets.token_urlsafe(32),
             DJANGO_SETTINGS_MODULE="config.settings.test",
         )
+        if chromium:
+            values["KEYFLOW_CHROMIUM"] = chromium
         env = child_env(values)
         result = subprocess.run([PYTHON, "-m", "pytest", *pytest_args], cwd=REPO_ROOT, env=env)
     except ServiceStartError as exc:
