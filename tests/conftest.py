@@ -13,14 +13,22 @@ from tenants.services import tenant_provision
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
+def django_db_setup(django_test_environment, django_db_blocker):
+    """Always create the test database, even when only end-to-end tests run: pytest-django
+    would skip it when no collected test asks for `db`, yet the processes they start need it."""
+    from django.test.utils import setup_databases, teardown_databases
+
     with django_db_blocker.unblock():
+        databases = setup_databases(verbosity=0, interactive=False, aliases={"default"})
         provisioned = {
             slug: tenant_provision(name=f"Tenant {slug}", slug=slug, admin_email=f"admin@{slug}.test")
             for slug in ("alpha", "beta")
         }
     django_db_setup_tenants.update(provisioned)
     yield
+    with django_db_blocker.unblock():
+        connection.close()
+        teardown_databases(databases, verbosity=0)
 
 
 django_db_setup_tenants: dict = {}
@@ -80,3 +88,10 @@ def canary_key(prefix: str = "sk-canary-") -> str:
     import secrets
 
     return prefix + secrets.token_hex(16)
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_after_each_test():
+    """Requests made with the test client leave the connection in their tenant's schema."""
+    yield
+    connection.set_schema_to_public()

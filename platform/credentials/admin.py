@@ -47,7 +47,7 @@ class CredentialForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         registry = provider_registry()
         self.fields["provider"].choices = [(p.id, p.display_name) for p in registry.all()]
-        editing = self.instance.pk is not None
+        editing = not self.instance._state.adding
         provider_id = self.instance.provider if editing else (provider_id or registry.ids()[0])
         try:
             self.plugin = registry.get(provider_id)
@@ -56,7 +56,7 @@ class CredentialForm(forms.ModelForm):
         self.fields["provider"].initial = self.plugin.id
         if editing:
             self.fields["provider"].disabled = True
-            self.fields.pop("is_default")  # switching defaults is an action, audited
+            self.fields.pop("is_default", None)  # switching defaults is an action, audited
         for spec in self.plugin.secret_fields:
             help_text = spec.help_text
             if editing:
@@ -94,7 +94,7 @@ class CredentialForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         secrets = {k: v for k, v in self.secrets_input().items() if v}
-        if self.instance.pk is not None:
+        if not self.instance._state.adding:
             secrets = {**credential_secrets(self.instance), **secrets}
         try:
             self.plugin.clean(secrets, self.config_input())
@@ -117,8 +117,6 @@ class CredentialForm(forms.ModelForm):
             )
         return cleaned
 
-    def save(self, commit=True):  # CredentialAdmin.save_model writes through the services
-        return self.instance
 
 
 
@@ -139,6 +137,8 @@ class CredentialAdmin(admin.ModelAdmin):
     ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
+        # The form declares its own fields (they depend on the provider), not the fieldsets.
+        kwargs.pop("fields", None)
         form_class = super().get_form(request, obj, change=change, fields=None, **kwargs)
         provider_id = request.GET.get("provider") or request.POST.get("provider")
 

@@ -254,11 +254,12 @@ def stop_children(children: list[tuple[str, subprocess.Popen]]) -> None:
 
 def command_test(options, pytest_args: list[str]) -> int:
     started = time.monotonic()
-    say("ruff check")
-    lint = subprocess.run([PYTHON, "-m", "ruff", "check", "."], cwd=REPO_ROOT)
-    if lint.returncode != 0:
-        say("Lint failed.")
-        return lint.returncode
+    if options.lint:
+        say("ruff check")
+        lint = subprocess.run([PYTHON, "-m", "ruff", "check", "."], cwd=REPO_ROOT)
+        if lint.returncode != 0:
+            say("Lint failed.")
+            return lint.returncode
     from devservices.browser import ensure_chromium
 
     chromium = ensure_chromium(say)
@@ -296,7 +297,8 @@ def main(argv: list[str]) -> int:
     run = sub.add_parser("run", help="Run the whole platform locally.")
     run.add_argument("--port", type=int, default=int(os.environ.get("KEYFLOW_PORT", "8000")))
     run.add_argument("--concurrency", type=int, default=2, help="Celery worker processes.")
-    sub.add_parser("test", help="Lint and run the whole test suite (extra args go to pytest).")
+    test = sub.add_parser("test", help="Lint and run the whole test suite (extra args go to pytest).")
+    test.add_argument("--no-lint", dest="lint", action="store_false", help="Skip ruff (local iteration only).")
     options, rest = parser.parse_known_args(argv)
     if options.command == "run":
         if rest:

@@ -41,8 +41,6 @@ class TenantCreationForm(forms.ModelForm):
             raise ValidationError({exc.field or "__all__": exc.message}) from None
         return cleaned
 
-    def save(self, commit=True):  # the admin calls save_model(); nothing to do here
-        return self.instance
 
 
 class DomainInline(admin.TabularInline):
@@ -132,8 +130,6 @@ class ManagementTokenForm(forms.ModelForm):
         model = ApiToken
         fields = ["name"]
 
-    def save(self, commit=True):  # ManagementTokenAdmin.save_model issues the token
-        return self.instance
 
 
 class ManagementToken(ApiToken):
