@@ -9,14 +9,14 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from tenants.services import tenant_provision
-
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_test_environment, django_db_blocker):
     """Always create the test database, even when only end-to-end tests run: pytest-django
     would skip it when no collected test asks for `db`, yet the processes they start need it."""
     from django.test.utils import setup_databases, teardown_databases
+
+    from tenants.services import tenant_provision
 
     with django_db_blocker.unblock():
         databases = setup_databases(verbosity=0, interactive=False, aliases={"default"})
