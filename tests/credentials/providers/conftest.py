@@ -55,3 +55,11 @@ def make_cred(fake_server: FakeLLMServer, case: ProviderCase):
         )
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_after_each_test():
+    """Overrides the suite-wide autouse fixture of tests/conftest.py, which resets the
+    database connection's schema: these tests never touch the database and must also run
+    without Django (`-p no:django`)."""
+    yield
