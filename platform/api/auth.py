@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import BasePermission
 
 from tenants.models import ApiToken
 
@@ -50,7 +51,7 @@ class _ScopedTokenAuthentication(BaseAuthentication):
         return ApiClient(record), record
 
     def authenticate_header(self, request):
-        return "Bearer"
+        return 'Bearer realm="api"'
 
 
 class ManagementTokenAuthentication(_ScopedTokenAuthentication):
@@ -63,3 +64,11 @@ class AppTokenAuthentication(_ScopedTokenAuthentication):
     """`Authorization: Bearer app-…`: one app's Service API."""
 
     scope = ApiToken.Scope.APP
+
+
+class IsAppClient(BasePermission):
+    message = "An app API key (app-…) is required."
+
+    def has_permission(self, request, view):
+        user = request.user
+        return isinstance(user, ApiClient) and user.token.scope == ApiToken.Scope.APP

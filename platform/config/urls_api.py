@@ -13,8 +13,24 @@ from credentials.apis import (
     ProviderListApi,
 )
 from tenants.apis import TenantDetailApi
+from workflows.service_api import (
+    AppInfoApi,
+    AppParametersApi,
+    WorkflowLogsApi,
+    WorkflowRunApi,
+    WorkflowRunDetailApi,
+    WorkflowTaskStopApi,
+)
 
 urlpatterns = [
+    # Service API (Dify-compatible)
+    path("v1/workflows/run", WorkflowRunApi.as_view(), name="v1-workflows-run"),
+    path("v1/workflows/run/<str:workflow_run_id>", WorkflowRunDetailApi.as_view()),
+    path("v1/workflows/tasks/<str:task_id>/stop", WorkflowTaskStopApi.as_view()),
+    path("v1/workflows/logs", WorkflowLogsApi.as_view()),
+    path("v1/info", AppInfoApi.as_view()),
+    path("v1/parameters", AppParametersApi.as_view()),
+    # Management API
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/tenant", TenantDetailApi.as_view(), name="api-tenant"),

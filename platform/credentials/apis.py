@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from api.pagination import PageLimitPagination
 from api.permissions import MANAGEMENT_AUTHENTICATION, IsTenantManager, request_actor
 from api.serializers import StrictInputSerializer
+from api.tenancy import TenantContextMixin
 from credentials.models import Credential
 from credentials.providers.registry import provider_registry
 from credentials.selectors import credential_get, credential_list
@@ -57,7 +58,7 @@ def _field_map():
     )
 
 
-class _ManagementApi(APIView):
+class _ManagementApi(TenantContextMixin, APIView):
     authentication_classes = MANAGEMENT_AUTHENTICATION
     permission_classes = [IsTenantManager]
 

@@ -171,7 +171,7 @@ def command_run(options) -> int:
 
         say("Migrating the public schema and every tenant schema…")
         manage(["migrate_schemas", "--executor", "standard", "-v", "0"], env)
-        demo = manage(["seed_demo", "--port", str(port)], env, capture=True).stdout
+        demo = manage(["seed_demo"], env, capture=True).stdout
 
         web = subprocess.Popen(
             [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",

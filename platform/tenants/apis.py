@@ -7,9 +7,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.auth import ManagementTokenAuthentication
+from api.tenancy import TenantContextMixin
 
 
-class TenantDetailApi(APIView):
+class TenantDetailApi(TenantContextMixin, APIView):
     authentication_classes = [ManagementTokenAuthentication]
     permission_classes = [IsAuthenticated]
 

@@ -242,6 +242,19 @@ KEYFLOW_PROVIDERS = env.list(
         "credentials.providers.anthropic_provider.AnthropicProvider",
     ],
 )
+# Runs.
+KEYFLOW_RUN_DEADLINE_SECONDS = env.int("KEYFLOW_RUN_DEADLINE_SECONDS", CELERY_TASK_SOFT_TIME_LIMIT)
+# A running run whose worker has not reported for this long is taken to be lost.
+KEYFLOW_RUN_STALE_SECONDS = env.int("KEYFLOW_RUN_STALE_SECONDS", 120)
+KEYFLOW_BLOCKING_TIMEOUT = env.int("KEYFLOW_BLOCKING_TIMEOUT", 100)
+KEYFLOW_STREAM_PING_SECONDS = env.int("KEYFLOW_STREAM_PING_SECONDS", 10)
+KEYFLOW_RUN_EVENTS_TTL = env.int("KEYFLOW_RUN_EVENTS_TTL", 3600)
+KEYFLOW_PROVIDER_TIMEOUT = env.int("KEYFLOW_PROVIDER_TIMEOUT", 60)
+KEYFLOW_PROVIDER_MAX_ATTEMPTS = env.int("KEYFLOW_PROVIDER_MAX_ATTEMPTS", 4)
+KEYFLOW_PROVIDER_MAX_BACKOFF = env.int("KEYFLOW_PROVIDER_MAX_BACKOFF", 30)
+KEYFLOW_MAX_INPUT_BYTES = env.int("KEYFLOW_MAX_INPUT_BYTES", 256 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
+
 # How users reach Keyflow, for links printed by commands and shown in the admin.
 KEYFLOW_PUBLIC_SCHEME = env.str("KEYFLOW_PUBLIC_SCHEME", "https" if env.is_production else "http")
 KEYFLOW_PUBLIC_PORT = env.int("KEYFLOW_PORT", 443 if env.is_production else 8000)

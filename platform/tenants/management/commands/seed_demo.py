@@ -2,13 +2,16 @@
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django_tenants.utils import schema_context
+from django_tenants.utils import tenant_context
 
 from config.env import DATA_DIR
 from credentials.models import Credential
 from credentials.services import credential_create, credential_update
 from tenants.models import Tenant
 from tenants.services import tenant_admin_url, tenant_provision
+from workflows.examples import SUMMARIZER, TRIAGE_TWO_PROVIDERS
+from workflows.models import App
+from workflows.services import app_create, app_key_issue
 
 DEMO_SLUG = "demo"
 DEMO_EMAIL = "admin@demo.test"
@@ -34,15 +37,35 @@ class Command(BaseCommand):
             DATA_DIR.mkdir(parents=True, exist_ok=True)
             login_file.write_text(f"{provisioned.admin_email} {provisioned.admin_password}\n")
             login_file.chmod(0o600)
-        if settings.KEYFLOW_FAKE_LLM_URL:
-            with schema_context(tenant.schema_name):
+        with tenant_context(tenant):
+            if settings.KEYFLOW_FAKE_LLM_URL:
                 self._seed_credentials(settings.KEYFLOW_FAKE_LLM_URL.rstrip("/"))
+            keys = self._seed_apps(tenant)
         email, _, password = (
             login_file.read_text().strip().partition(" ") if login_file.exists() else (DEMO_EMAIL, "", "")
         )
         domain = tenant.get_primary_domain().domain
         self.stdout.write(f"[keyflow] Demo tenant admin: {tenant_admin_url(domain)}")
         self.stdout.write(f"[keyflow]   login {email} / password {password or '(see .data/demo-login.txt)'}")
+        for app_name, key in keys.items():
+            self.stdout.write(f"[keyflow] Demo app {app_name!r} Service API key: {key}")
+
+    def _seed_apps(self, tenant) -> dict[str, str]:
+        """The two example apps, each with a Service API key kept in .data/ for the demo."""
+        import json
+
+        keys_file = DATA_DIR / "demo-app-keys.json"
+        keys = json.loads(keys_file.read_text()) if keys_file.exists() else {}
+        for name, graph in (("Summarizer", SUMMARIZER), ("Ticket triage", TRIAGE_TWO_PROVIDERS)):
+            app = App.objects.filter(name=name).first()
+            if app is None:
+                app = app_create(name=name, mode=App.Mode.WORKFLOW, graph=graph,
+                                 description="Example app seeded for the demo tenant.")
+            if name not in keys:
+                keys[name] = app_key_issue(tenant=tenant, app=app, name="demo").token
+        keys_file.write_text(json.dumps(keys, indent=2))
+        keys_file.chmod(0o600)
+        return keys
 
     def _seed_credentials(self, fake_url: str) -> None:
         # The fake provider's port can change between runs: keep base_url pointing at it.

@@ -1,0 +1,83 @@
+"""Publishing and reading run events (Redis Streams), and the stop flag of a run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+
+import redis
+import redis.asyncio as aredis
+from django.conf import settings
+
+STREAM_MAXLEN = 10_000
+FINAL_EVENTS = frozenset({"workflow_finished", "message_end", "error"})
+
+_sync_client: redis.Redis | None = None
+_async_clients: dict[int, aredis.Redis] = {}
+
+
+def _client() -> redis.Redis:
+    global _sync_client
+    if _sync_client is None:
+        _sync_client = redis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+    return _sync_client
+
+
+def _async_client() -> aredis.Redis:
+    import asyncio
+
+    loop_id = id(asyncio.get_running_loop())
+    client = _async_clients.get(loop_id)
+    if client is None:
+        client = aredis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+        _async_clients[loop_id] = client
+    return client
+
+
+def stream_key(schema: str, run_id) -> str:
+    return f"kf:{schema}:run:{run_id}:events"
+
+
+def stop_key(schema: str, run_id) -> str:
+    return f"kf:{schema}:run:{run_id}:stop"
+
+
+def publish(schema: str, run_id, event: Mapping) -> None:
+    """Append an event to the run's stream (kept for an hour after the last event)."""
+    key = stream_key(schema, run_id)
+    pipe = _client().pipeline(transaction=False)
+    pipe.xadd(key, {"e": json.dumps(event, default=str)}, maxlen=STREAM_MAXLEN, approximate=True)
+    pipe.expire(key, settings.KEYFLOW_RUN_EVENTS_TTL)
+    pipe.execute()
+
+
+def request_stop(schema: str, run_id) -> None:
+    _client().set(stop_key(schema, run_id), "1", ex=settings.KEYFLOW_RUN_EVENTS_TTL)
+
+
+def stop_requested(schema: str, run_id) -> bool:
+    return bool(_client().exists(stop_key(schema, run_id)))
+
+
+def delete(schema: str, run_id) -> None:
+    _client().delete(stream_key(schema, run_id), stop_key(schema, run_id))
+
+
+async def follow(
+    schema: str, run_id, *, block_ms: int, last_id: str = "0"
+) -> AsyncIterator[dict | None]:
+    """Yield the run's events from the start; yield None after each idle `block_ms`
+    (the caller sends a ping or gives up). Ends after a final event."""
+    key = stream_key(schema, run_id)
+    client = _async_client()
+    while True:
+        answer = await client.xread({key: last_id}, block=block_ms, count=100)
+        if not answer:
+            yield None
+            continue
+        for entry_id, fields in answer[0][1]:
+            last_id = entry_id
+            event = json.loads(fields[b"e"])
+            yield event
+            if event.get("event") in FINAL_EVENTS and event.get("final", True):
+                return

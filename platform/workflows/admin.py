@@ -1,0 +1,156 @@
+"""Tenant admin for apps (graph JSON validated on save), their keys, runs and usage."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import connection
+
+from config.admin_sites import tenant_admin_site
+from credentials.resolution import OverridePolicy
+from tenants.models import ApiToken
+from tenants.services import api_token_revoke
+from workflows.errors import GraphInvalid
+from workflows.models import App, AppCredentialBinding, NodeExecution, WorkflowRun
+from workflows.services import app_key_issue, graph_check
+
+
+class AppForm(forms.ModelForm):
+    class Meta:
+        model = App
+        fields = ["name", "mode", "description", "enabled", "graph", "model_config"]
+        widgets = {
+            "graph": forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family: monospace"}),
+            "model_config": forms.Textarea(attrs={"rows": 10, "cols": 100, "style": "font-family: monospace"}),
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("mode") == App.Mode.WORKFLOW and "graph" in cleaned:
+            try:
+                graph_check(cleaned["graph"])
+            except GraphInvalid as exc:
+                self.add_error("graph", exc.message)
+        return cleaned
+
+
+class AppCredentialBindingInline(admin.TabularInline):
+    model = AppCredentialBinding
+    extra = 0
+    autocomplete_fields = []
+    verbose_name = "credential bound to this app"
+
+
+class AppKeyForm(forms.Form):
+    name = forms.CharField(max_length=200, required=False)
+    allow_overrides = forms.BooleanField(required=False, initial=True)
+    override_providers = forms.CharField(
+        required=False, help_text="Comma-separated providers that may be overridden; empty for all."
+    )
+    allow_inline_keys = forms.BooleanField(required=False)
+    inline_endpoint_hosts = forms.CharField(
+        required=False, help_text="Comma-separated hosts a one-off key's base_url may use."
+    )
+
+
+@admin.register(App, site=tenant_admin_site)
+class AppAdmin(admin.ModelAdmin):
+    form = AppForm
+    list_display = ["name", "mode", "enabled", "updated_at", "key_count"]
+    list_filter = ["mode", "enabled"]
+    search_fields = ["name"]
+    inlines = [AppCredentialBindingInline]
+    actions = ["issue_key"]
+    readonly_fields = ["id", "keys"]
+
+    @admin.display(description="API keys")
+    def key_count(self, obj):
+        return ApiToken.objects.filter(app_id=obj.id, revoked_at__isnull=True).count()
+
+    @admin.display(description="API keys (hint, policy, last used)")
+    def keys(self, obj):
+        from django.utils.html import format_html_join
+
+        rows = ApiToken.objects.filter(app_id=obj.id, tenant=connection.tenant).order_by("-created_at")
+        return format_html_join(
+            "\n", "<div><code>{}…</code> {} · {} · last used {}{}</div>",
+            ((t.hint, t.name or "", json.dumps(t.policy), t.last_used_at or "never",
+              " · REVOKED" if t.revoked_at else "") for t in rows),
+        ) or "—"
+
+    @admin.action(description="Issue an API key (default policy: overrides allowed, no one-off keys)")
+    def issue_key(self, request, queryset):
+        for app in queryset:
+            issued = app_key_issue(tenant=request.tenant, app=app, name=f"admin:{request.user.get_username()}")
+            messages.warning(request, f"{app.name}: new API key (shown once, store it now): {issued.token}")
+
+
+@admin.register(ApiToken, site=tenant_admin_site)
+class AppKeyAdmin(admin.ModelAdmin):
+    """App keys of this tenant: policy visible and editable, token never shown again."""
+
+    list_display = ["hint", "name", "app_name", "created_at", "last_used_at", "revoked_at"]
+    fields = ["hint", "name", "app_id", "policy", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["hint", "app_id", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke_selected"]
+
+    def get_queryset(self, request):
+        return ApiToken.objects.filter(tenant=request.tenant, scope=ApiToken.Scope.APP)
+
+    def has_add_permission(self, request):
+        return False  # issued from the app list ("Issue an API key"), shown once
+
+    @admin.display(description="App")
+    def app_name(self, obj):
+        app = App.objects.filter(pk=obj.app_id).first()
+        return app.name if app else "(deleted app)"
+
+    def save_model(self, request, obj, form, change):
+        OverridePolicy.from_dict(obj.policy)  # refuse a policy the resolver cannot read
+        obj.save(update_fields=["name", "policy"])
+
+    def delete_model(self, request, obj):
+        api_token_revoke(token=obj)
+
+    def delete_queryset(self, request, queryset):
+        for token in queryset:
+            api_token_revoke(token=token)
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_selected(self, request, queryset):
+        for token in queryset:
+            api_token_revoke(token=token)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+
+
+class NodeExecutionInline(admin.TabularInline):
+    model = NodeExecution
+    extra = 0
+    can_delete = False
+    fields = ["index", "node_id", "node_type", "status", "provider", "model", "credential_source",
+              "credential_id", "total_tokens", "total_price", "elapsed_time", "error"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WorkflowRun, site=tenant_admin_site)
+class WorkflowRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "app", "status", "response_mode", "end_user", "total_tokens",
+                    "total_price", "elapsed_time", "created_at"]
+    list_filter = ["status", "response_mode", "app"]
+    search_fields = ["end_user", "id"]
+    inlines = [NodeExecutionInline]
+    exclude = ["graph"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in WorkflowRun._meta.fields if f.name != "graph"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

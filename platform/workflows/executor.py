@@ -1,0 +1,355 @@
+"""Executes a claimed run node by node in the tenant's schema, persisting each node and
+publishing Dify-shaped events.
+
+A run re-delivered after its worker died resumes: nodes that already succeeded are not
+executed again (their stored outputs are reused), so no LLM step is paid for twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from decimal import Decimal
+
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from credentials.providers.base import (
+    ChatMessage,
+    ChatParams,
+    ProviderAuthError,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+)
+from credentials.resolution import CredentialUnavailable, credential_resolve
+from credentials.services import credential_touch
+from runevents import streams
+from workflows import presenters
+from workflows.graph import (
+    EndNode,
+    GraphWalk,
+    IfElseNode,
+    LlmNode,
+    StartNode,
+    TemplateNode,
+    evaluate_condition,
+)
+from workflows.llm_calls import CallStopped, StreamInterrupted, llm_call
+from workflows.models import NodeExecution, WorkflowRun
+from workflows.pricing import cost_estimate
+from workflows.services import (
+    graph_check,
+    inline_credentials_destroy,
+    workflow_run_claim,
+)
+from workflows.templating import TemplateRenderError, render
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 10
+
+
+class NodeFailure(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class RunStopped(Exception):
+    pass
+
+
+def provider_failure(exc: ProviderError, *, provider: str, credential_id: str | None) -> NodeFailure:
+    who = f"credential {credential_id}" if credential_id else "the one-off key"
+    if isinstance(exc, ProviderAuthError):
+        return NodeFailure(
+            "credential_invalid",
+            f"{provider} rejected {who} (HTTP {exc.status}): {exc.message}",
+        )
+    if isinstance(exc, ProviderRateLimited):
+        return NodeFailure("rate_limit_error", f"{provider} kept rate-limiting {who}: {exc.message}")
+    if isinstance(exc, ProviderBadRequest):
+        return NodeFailure("completion_request_error", f"{provider} refused the request: {exc.message}")
+    if isinstance(exc, ProviderTimeout):
+        return NodeFailure("provider_timeout", f"{provider} did not answer in time: {exc.message}")
+    if isinstance(exc, StreamInterrupted):
+        return NodeFailure("completion_request_error", exc.message)
+    return NodeFailure("completion_request_error", f"{provider} failed: {exc.message}")
+
+
+class Heartbeat:
+    """Reports the run as alive every few seconds from a side thread, so long provider
+    calls are not mistaken for a dead worker."""
+
+    def __init__(self, schema: str, run: WorkflowRun):
+        # The schema name comes from the tenant record (validated when it was created).
+        self.sql = f'UPDATE "{schema}"."workflows_workflowrun" SET heartbeat_at = now() WHERE id = %s AND claimed_by = %s'  # noqa: S608
+        self.args = [run.pk, run.claimed_by]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{run.pk}")
+
+    def _beat(self):
+        try:
+            while not self._stop.wait(HEARTBEAT_SECONDS):
+                with connection.cursor() as cursor:
+                    cursor.execute(self.sql, self.args)
+        except Exception:  # the sweeper takes over if heartbeats stop
+            logger.exception("Heartbeat of run %s failed", self.args[0])
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def workflow_run_execute(*, run_id) -> None:
+    """Claim and execute a run (the task's one service)."""
+    close_old_connections()
+    run = workflow_run_claim(run_id=run_id)
+    if run is None:
+        logger.info("Run %s needs nothing from this worker", run_id)
+        return
+    RunExecution(run).execute()
+
+
+class RunExecution:
+    def __init__(self, run: WorkflowRun):
+        self.run = run
+        self.schema = connection.schema_name
+        self.graph = graph_check(run.graph)
+        self.streaming = run.response_mode == WorkflowRun.ResponseMode.STREAMING
+        self.started = time.monotonic()
+        self.provider_seconds = 0.0
+        self.variables: dict[str, dict] = {}
+        self.index = 0
+        self.last_node_id = ""
+        self._stop_checked = 0.0
+
+    # -- events --
+
+    def publish(self, payload: dict) -> None:
+        streams.publish(self.schema, self.run.pk, payload)
+
+    def stop_requested(self) -> bool:
+        now = time.monotonic()
+        if now - self._stop_checked < 0.25:
+            return False
+        self._stop_checked = now
+        return streams.stop_requested(self.schema, self.run.pk)
+
+    # -- the run --
+
+    def execute(self) -> None:
+        try:
+            with Heartbeat(self.schema, self.run):
+                self._execute()
+        except Exception as exc:  # never leave a run running on an unexpected error
+            logger.exception("Run %s failed unexpectedly", self.run.pk)
+            self.finish(WorkflowRun.Status.FAILED, code="internal_error",
+                        error=f"Internal error ({type(exc).__name__}); the run was stopped.")
+            raise
+        finally:
+            inline_credentials_destroy(run_id=self.run.pk)
+
+    def _execute(self) -> None:
+        walk = GraphWalk(self.graph)
+        finished = {
+            execution.node_id: execution
+            for execution in NodeExecution.objects.filter(run=self.run, status=NodeExecution.Status.SUCCEEDED)
+        }
+        self.index = len(finished)
+        if not finished:
+            self.publish(presenters.workflow_started(self.run))
+        try:
+            while not walk.done():
+                ready = walk.ready()
+                if not ready:
+                    raise NodeFailure("internal_error", "The workflow cannot make progress.")
+                for node_id in ready:
+                    walk.start(node_id)
+                    done = finished.get(node_id)
+                    if done is not None:
+                        outputs = done.outputs or {}
+                    else:
+                        if self.run.stop_requested or self.stop_requested():
+                            raise RunStopped()
+                        outputs = self.run_node(self.graph.nodes[node_id])
+                    self.variables[node_id] = outputs
+                    self.last_node_id = node_id
+                    node = self.graph.nodes[node_id]
+                    walk.complete(node_id, branch=outputs.get("result") if isinstance(node, IfElseNode) else None)
+        except RunStopped:
+            self.finish(WorkflowRun.Status.STOPPED, code="stopped", error="Stopped by request.")
+            return
+        except NodeFailure as failure:
+            self.finish(WorkflowRun.Status.FAILED, code=failure.code, error=failure.message)
+            return
+        outputs: dict = {}
+        for end in self.graph.ends:
+            if end.id in self.variables:
+                outputs.update(self.variables[end.id])
+        self.finish(WorkflowRun.Status.SUCCEEDED, outputs=outputs)
+
+    def finish(self, status: str, *, outputs: dict | None = None, code: str = "", error: str = "") -> None:
+        run = self.run
+        totals = NodeExecution.objects.filter(run=run).values_list(
+            "prompt_tokens", "completion_tokens", "total_price", "status"
+        )
+        prompt = completion = 0
+        price = Decimal("0")
+        steps = 0
+        for p, c, pr, _ in totals:
+            prompt, completion, price, steps = prompt + p, completion + c, price + pr, steps + 1
+        now = timezone.now()
+        started_at = run.started_at or now
+        updated = WorkflowRun.objects.filter(pk=run.pk, status=WorkflowRun.Status.RUNNING).update(
+            status=status, outputs=outputs, error=error, error_code=code,
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+            total_price=price, total_steps=steps, finished_at=now,
+            elapsed_time=(now - started_at).total_seconds(),
+            provider_time=run.provider_time + self.provider_seconds,
+        )
+        run.refresh_from_db()
+        if updated:
+            self.publish(presenters.workflow_finished(run))
+
+    # -- nodes --
+
+    def run_node(self, node) -> dict:
+        self.index += 1
+        execution, _ = NodeExecution.objects.update_or_create(
+            run=self.run, node_id=node.id,
+            defaults={
+                "node_type": node.type, "title": node.title or node.id, "index": self.index,
+                "predecessor_node_id": self.last_node_id, "status": NodeExecution.Status.RUNNING,
+                "inputs": {}, "outputs": None, "error": "", "created_at": timezone.now(),
+            },
+        )
+        self.publish(presenters.node_started(self.run, execution))
+        started = time.monotonic()
+        try:
+            outputs = self._dispatch(node, execution)
+        except (NodeFailure, RunStopped) as exc:
+            execution.status = (
+                NodeExecution.Status.STOPPED if isinstance(exc, RunStopped) else NodeExecution.Status.FAILED
+            )
+            execution.error = getattr(exc, "message", "Stopped by request.")
+            self._close(execution, started)
+            raise
+        execution.status = NodeExecution.Status.SUCCEEDED
+        execution.outputs = outputs
+        self._close(execution, started)
+        return outputs
+
+    def _close(self, execution: NodeExecution, started: float) -> None:
+        execution.elapsed_time = time.monotonic() - started
+        execution.finished_at = timezone.now()
+        execution.save()
+        self.publish(presenters.node_finished(self.run, execution))
+
+    def _render(self, node_id: str, template: str) -> str:
+        try:
+            return render(template, self.variables)
+        except TemplateRenderError as exc:
+            raise NodeFailure("invalid_param", f'node "{node_id}": {exc}') from None
+
+    def _dispatch(self, node, execution: NodeExecution) -> dict:
+        if isinstance(node, StartNode):
+            execution.inputs = dict(self.run.inputs)
+            return {v.name: self.run.inputs.get(v.name) for v in node.variables}
+        if isinstance(node, TemplateNode):
+            return {"output": self._render(node.id, node.template)}
+        if isinstance(node, IfElseNode):
+            result = evaluate_condition(node, self.variables)
+            execution.process_data = {"conditions": [c.to_dict() for c in node.conditions],
+                                      "logical_operator": node.logical_operator}
+            return {"result": result}
+        if isinstance(node, EndNode):
+            outputs = {}
+            for output in node.outputs:
+                outputs[output.name] = self.variables.get(output.node_id, {}).get(output.var)
+            execution.inputs = outputs
+            return outputs
+        if isinstance(node, LlmNode):
+            return self._llm(node, execution)
+        raise NodeFailure("internal_error", f'node "{node.id}": unsupported type {node.type}')
+
+    def _llm(self, node: LlmNode, execution: NodeExecution) -> dict:
+        planned = self.run.credential_plan.get(node.provider)
+        if planned is None:
+            raise NodeFailure("provider_not_initialize", f'node "{node.id}": no credential planned for {node.provider}.')
+        credential_id = planned["credential_id"] if planned["source"] != "inline" else None
+        execution.provider = node.provider
+        execution.model = node.model
+        execution.credential_id = credential_id
+        execution.credential_source = planned["source"]
+        execution.credential_fingerprint = planned["fingerprint"]
+        messages = [ChatMessage(role=m.role, content=self._render(node.id, m.text)) for m in node.messages]
+        execution.process_data = {
+            "model_provider": node.provider, "model_name": node.model,
+            "prompts": [{"role": m.role, "text": m.content} for m in messages],
+        }
+        try:
+            credential = credential_resolve(provider=node.provider, planned=planned, user=self.run.end_user)
+        except CredentialUnavailable as exc:
+            raise NodeFailure("credential_unavailable", f'node "{node.id}": {exc.message}') from None
+        parameters = dict(node.parameters)
+        params = ChatParams(
+            temperature=parameters.get("temperature"), max_tokens=parameters.get("max_tokens"),
+            top_p=parameters.get("top_p"), stop=tuple(parameters["stop"]) if parameters.get("stop") else None,
+            user=self.run.end_user,
+        )
+
+        def relay(delta: str) -> None:
+            self.publish(presenters.text_chunk(self.run, node.id, delta))
+
+        try:
+            result = llm_call(
+                provider_id=node.provider, credential=credential, fingerprint=planned["fingerprint"],
+                model=node.model, messages=messages, params=params,
+                on_delta=relay if self.streaming else None, should_stop=self.stop_requested,
+            )
+        except CallStopped:
+            raise RunStopped() from None
+        except ProviderError as exc:
+            raise provider_failure(exc, provider=node.provider, credential_id=credential_id) from None
+        finally:
+            if credential_id:
+                credential_touch(credential_id=credential_id)
+        self.provider_seconds += result.provider_seconds
+        execution.provider_attempts = result.attempts
+        usage = result.usage
+        cost = cost_estimate(provider=node.provider, model=node.model,
+                             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+        execution.prompt_tokens = usage.prompt_tokens
+        execution.completion_tokens = usage.completion_tokens
+        execution.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        execution.total_price = cost.total_price
+        execution.process_data["usage"] = {
+            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": execution.total_tokens, "priced": cost.priced,
+        }
+        return {"text": result.text}
+
+
+def workflow_run_fail_lost(*, run_id, reason: str) -> int:
+    """Fail a run whose worker was lost or that never started; publish its end."""
+    now = timezone.now()
+    updated = WorkflowRun.objects.filter(
+        pk=run_id, status__in=[WorkflowRun.Status.QUEUED, WorkflowRun.Status.RUNNING]
+    ).update(status=WorkflowRun.Status.FAILED, error=f"The run failed: {reason}.",
+             error_code="run_lost", finished_at=now)
+    if updated:
+        run = WorkflowRun.objects.get(pk=run_id)
+        streams.publish(connection.schema_name, run.pk, presenters.workflow_finished(run))
+        inline_credentials_destroy(run_id=run.pk)
+    return updated

@@ -1,0 +1,261 @@
+"""The Service API for workflow apps, compatible with Dify's (/v1, Bearer app-…)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from adrf.views import APIView as AsyncAPIView
+from django.conf import settings
+from django.db import connection
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.auth import AppTokenAuthentication, IsAppClient
+from api.pagination import PageLimitPagination
+from api.tenancy import TenantContextMixin, in_tenant
+from runevents import streams
+from workflows import presenters
+from workflows.errors import AppDisabled, AppModeMismatch, RunNotFound
+from workflows.models import App, WorkflowRun
+from workflows.selectors import workflow_run_get, workflow_run_list
+from workflows.services import workflow_run_request_stop, workflow_run_submit
+
+RESPONSE_MODES = [choice for choice, _ in WorkflowRun.ResponseMode.choices]
+
+
+def app_for_request(request, *, mode: str | None = None) -> App:
+    """The app of the request's key, in the key's tenant (Dify: a deleted or disabled app
+    is 403 `forbidden`; the wrong route for the app's mode is 400)."""
+    app = App.objects.filter(pk=request.user.token.app_id).first()
+    if app is None:
+        raise AppDisabled("The app no longer exists.")
+    if not app.enabled:
+        raise AppDisabled()
+    if mode is not None and app.mode != mode:
+        raise AppModeMismatch()
+    return app
+
+
+class _ServiceApi(TenantContextMixin, APIView):
+    authentication_classes = [AppTokenAuthentication]
+    permission_classes = [IsAppClient]
+
+
+class WorkflowRunInput(serializers.Serializer):
+    """Like Dify, unknown fields are ignored (clients send fields of newer versions)."""
+
+    inputs = serializers.DictField(required=False, default=dict)
+    response_mode = serializers.ChoiceField(
+        choices=RESPONSE_MODES, required=False, allow_null=True, default="blocking"
+    )
+    user = serializers.CharField(max_length=255)
+    files = serializers.ListField(
+        child=serializers.DictField(), required=False, allow_null=True, default=list, max_length=0,
+        help_text="File inputs are not supported yet: send none.",
+    )
+    credential_overrides = serializers.JSONField(
+        required=False, default=None,
+        help_text="Per provider: a stored credential id, or an object with a one-off key "
+        "(e.g. {\"api_key\": \"…\"}) where the app key allows one-off keys.",
+    )
+
+
+PING = "event: ping\n\n"
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+
+
+def sse(payload: dict) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'), ensure_ascii=False)}\n\n"
+
+
+async def relay_events(schema: str, run_id):
+    """Server-Sent Events of a run; like Dify, a ping every 10 s of wall time."""
+    interval = settings.KEYFLOW_STREAM_PING_SECONDS
+    next_ping = time.monotonic() + interval
+    async for payload in streams.follow(schema, run_id, block_ms=1000):
+        if time.monotonic() >= next_ping:
+            next_ping += interval
+            yield PING
+        if payload is not None:
+            yield sse(payload)
+
+
+def sse_response(events) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events, content_type=SSE_CONTENT_TYPE)
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def wait_for_end(schema: str, run_id, timeout: float) -> bool:
+    """True when the run finished within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+
+    async def consume() -> bool:
+        async for payload in streams.follow(schema, run_id, block_ms=1000):
+            if payload is not None and payload.get("event") in streams.FINAL_EVENTS:
+                return True
+            if time.monotonic() > deadline:
+                return False
+        return True
+
+    try:
+        return await asyncio.wait_for(consume(), timeout=timeout + 1)
+    except TimeoutError:
+        return False
+
+
+def with_platform_time(response, run: WorkflowRun, started: float):
+    """Keyflow's own share of the request's time: total minus time waiting on providers."""
+    total_ms = (time.monotonic() - started) * 1000
+    response["X-Keyflow-Platform-Time-Ms"] = f"{max(0.0, total_ms - run.provider_time * 1000):.1f}"
+    return response
+
+
+class WorkflowRunApi(AsyncAPIView):
+    authentication_classes = [AppTokenAuthentication]
+    permission_classes = [IsAppClient]
+
+    @extend_schema(
+        operation_id="workflows_run",
+        request=WorkflowRunInput,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                                     description="A retried submission with the same key returns the first run.")],
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="blocking: the finished run; streaming: text/event-stream"),
+            202: OpenApiResponse(OpenApiTypes.OBJECT, description="async: the queued run"),
+        },
+        summary="Run a workflow",
+    )
+    async def post(self, request):
+        started = time.monotonic()
+        tenant = request.tenant
+        serializer = WorkflowRunInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        idempotency_key = (request.headers.get("Idempotency-Key") or "")[:255]
+        mode = data["response_mode"] or WorkflowRun.ResponseMode.BLOCKING
+
+        def submit():
+            app = app_for_request(request, mode=App.Mode.WORKFLOW)
+            return workflow_run_submit(
+                app=app, token=request.user.token, inputs=data["inputs"], user=data["user"],
+                response_mode=mode, credential_overrides=data["credential_overrides"],
+                idempotency_key=idempotency_key,
+            ).run
+
+        run = await in_tenant(tenant, submit)
+        schema = tenant.schema_name
+        if mode == WorkflowRun.ResponseMode.ASYNC:
+            body = {"workflow_run_id": str(run.id), "task_id": str(run.task_id), "status": run.status,
+                    "data": presenters.run_detail_body(run)}
+            return with_platform_time(Response(body, status=202), run, started)
+        if mode == WorkflowRun.ResponseMode.STREAMING:
+            return sse_response(relay_events(schema, run.id))
+        await wait_for_end(schema, run.id, settings.KEYFLOW_BLOCKING_TIMEOUT)
+        run = await in_tenant(tenant, lambda: WorkflowRun.objects.get(pk=run.pk))
+        return with_platform_time(Response(presenters.run_blocking_body(run)), run, started)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, StreamingHttpResponse):
+            return response
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class WorkflowRunDetailApi(_ServiceApi):
+    @extend_schema(operation_id="workflows_run_detail", responses=OpenApiTypes.OBJECT,
+                   summary="A workflow run's detail")
+    def get(self, request, workflow_run_id):
+        app = app_for_request(request)
+        return Response(presenters.run_detail_body(workflow_run_get(app=app, run_id=workflow_run_id)))
+
+
+class StopInput(serializers.Serializer):
+    user = serializers.CharField(max_length=255)
+
+
+class WorkflowTaskStopApi(_ServiceApi):
+    @extend_schema(
+        operation_id="workflows_task_stop", request=StopInput,
+        responses=inline_serializer("StopResult", {"result": serializers.CharField()}),
+        summary="Stop a running workflow task",
+    )
+    def post(self, request, task_id):
+        serializer = StopInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        app = app_for_request(request, mode=App.Mode.WORKFLOW)
+        # Like Dify: the same answer for an unknown, finished or foreign task.
+        try:
+            run = workflow_run_get(app=app, task_id=task_id, user=serializer.validated_data["user"])
+        except RunNotFound:
+            return Response({"result": "success"})
+        workflow_run_request_stop(run=run)
+        return Response({"result": "success"})
+
+
+class WorkflowLogsApi(_ServiceApi):
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=["succeeded", "failed", "stopped"], required=False)
+        keyword = serializers.CharField(required=False, max_length=255)
+        created_by_end_user_session_id = serializers.CharField(required=False, max_length=255)
+
+    @extend_schema(operation_id="workflows_logs", parameters=[FilterSerializer],
+                   responses=OpenApiTypes.OBJECT, summary="Runs of this app")
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        app = app_for_request(request)
+        runs = workflow_run_list(
+            app=app, status=filters.validated_data.get("status"),
+            end_user=filters.validated_data.get("created_by_end_user_session_id"),
+            keyword=filters.validated_data.get("keyword"),
+        )
+        paginator = PageLimitPagination()
+        page = paginator.paginate_queryset(runs, request, self)
+        return paginator.get_paginated_response([
+            {
+                "id": str(run.id),
+                "workflow_run": {
+                    "id": str(run.id), "version": "published", "status": run.status,
+                    "error": run.error or None, "elapsed_time": round(run.elapsed_time, 6),
+                    "total_tokens": run.total_tokens, "total_steps": run.total_steps,
+                    "created_at": presenters.timestamp(run.created_at),
+                    "finished_at": presenters.timestamp(run.finished_at),
+                },
+                "created_from": "service-api",
+                "created_by_role": "end_user",
+                "created_by_account": None,
+                "created_by_end_user": {"id": run.end_user, "type": "service_api",
+                                        "is_anonymous": False, "session_id": run.end_user},
+                "created_at": presenters.timestamp(run.created_at),
+            }
+            for run in page
+        ])
+
+
+class AppInfoApi(_ServiceApi):
+    @extend_schema(operation_id="app_info", responses=OpenApiTypes.OBJECT, summary="App information")
+    def get(self, request):
+        app = app_for_request(request)
+        return Response({"name": app.name, "description": app.description, "tags": [],
+                         "mode": app.mode, "author_name": connection.tenant.name})
+
+
+class AppParametersApi(_ServiceApi):
+    @extend_schema(operation_id="app_parameters", responses=OpenApiTypes.OBJECT, summary="App input form")
+    def get(self, request):
+        from workflows.parameters import app_parameters
+
+        return Response(app_parameters(app_for_request(request)))
+

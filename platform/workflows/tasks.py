@@ -1,0 +1,19 @@
+"""Celery tasks: take ids only, run in the tenant's schema (tenant-schemas-celery), call
+one service each."""
+
+from celery import shared_task
+
+from workflows.executor import workflow_run_execute
+from workflows.maintenance import runs_sweep
+
+
+@shared_task(name="workflows.workflow_run_execute_task", acks_late=True)
+def workflow_run_execute_task(run_id: str) -> None:
+    workflow_run_execute(run_id=run_id)
+
+
+@shared_task(name="workflows.runs_sweep_task")
+def runs_sweep_task() -> dict:
+    """Across all tenants: re-queue runs stuck in the queue, fail runs whose worker was lost,
+    destroy expired one-off keys."""
+    return runs_sweep()
