@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 
 from api.auth import AppTokenAuthentication, IsAppClient
 from api.pagination import PageLimitPagination
+from api.serializers import JsonAlwaysNegotiation
 from api.tenancy import TenantContextMixin, in_tenant
 from runevents import streams
 from workflows import presenters
@@ -50,6 +51,7 @@ def app_for_request(request, *, mode: str | None = None) -> App:
 class _ServiceApi(TenantContextMixin, APIView):
     authentication_classes = [AppTokenAuthentication]
     permission_classes = [IsAppClient]
+    content_negotiation_class = JsonAlwaysNegotiation
 
 
 class WorkflowRunInput(serializers.Serializer):
@@ -126,6 +128,7 @@ def with_platform_time(response, run: WorkflowRun, started: float):
 class WorkflowRunApi(AsyncAPIView):
     authentication_classes = [AppTokenAuthentication]
     permission_classes = [IsAppClient]
+    content_negotiation_class = JsonAlwaysNegotiation
 
     @extend_schema(
         operation_id="workflows_run",

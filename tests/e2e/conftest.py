@@ -7,6 +7,8 @@ and the same Redis as the test process.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import socket
@@ -120,3 +122,90 @@ def web_server(django_db_setup, django_db_blocker, e2e_logs):
     web.base_url = base_url
     yield web
     web.stop()
+
+
+# --- Workspaces for end-to-end runs ----------------------------------------------------------
+# Tenants of their own (committed), so unit tests on alpha/beta never see their defaults.
+
+
+@dataclasses.dataclass
+class Workspace:
+    tenant: object
+    keys: dict  # name -> plain provider key (canary), for checking the fake provider's record
+    credentials: dict  # name -> Credential
+    apps: dict  # name -> App
+    app_keys: dict  # app name -> app-… token
+
+
+def _make_workspace(slug: str, fake_url: str):
+    from django_tenants.utils import tenant_context
+
+    from credentials.resolution import OverridePolicy
+    from credentials.services import credential_create
+    from tenants.services import tenant_provision
+    from tests.conftest import canary_key
+    from workflows.examples import SUMMARIZER, TRIAGE_TWO_PROVIDERS
+    from workflows.services import app_create, app_key_issue
+
+    tenant = tenant_provision(name=f"E2E {slug}", slug=slug, admin_email=f"admin@{slug}.test").tenant
+    keys = {name: canary_key() for name in ("openai_default", "openai_other", "anthropic_default")}
+    with tenant_context(tenant):
+        credentials = {
+            "openai_default": credential_create(
+                provider="openai", name="default", secrets={"api_key": keys["openai_default"]},
+                config={"base_url": fake_url + "/v1"}, is_default=True),
+            "openai_other": credential_create(
+                provider="openai", name="customer", secrets={"api_key": keys["openai_other"]},
+                config={"base_url": fake_url + "/v1"}),
+            "anthropic_default": credential_create(
+                provider="anthropic", name="default", secrets={"api_key": keys["anthropic_default"]},
+                config={"base_url": fake_url}, is_default=True),
+        }
+        apps = {
+            "summarizer": app_create(name="Summarizer", graph=SUMMARIZER),
+            "triage": app_create(name="Triage", graph=TRIAGE_TWO_PROVIDERS),
+        }
+        policy = OverridePolicy(allow_inline=True, inline_endpoint_hosts=frozenset({"127.0.0.1"}))
+        app_keys = {
+            name: app_key_issue(tenant=tenant, app=app, policy=policy).token for name, app in apps.items()
+        }
+    return Workspace(tenant=tenant, keys=keys, credentials=credentials, apps=apps, app_keys=app_keys)
+
+
+@pytest.fixture(scope="session")
+def workspaces(django_db_setup, django_db_blocker, fake_llm):
+    with django_db_blocker.unblock():
+        return {slug: _make_workspace(slug, fake_llm.url) for slug in ("eone", "etwo")}
+
+
+@pytest.fixture
+def platform_(web_server, celery_worker, fake_llm):
+    """Web server + worker up, fake provider record cleared."""
+    fake_llm.reset()
+    yield web_server
+    fake_llm.reset()
+
+
+class ServiceClient:
+    """A plain HTTP client of the Service API, knowing nothing of Keyflow's code."""
+
+    def __init__(self, base_url: str, key: str):
+        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+    def run(self, inputs: dict, *, mode: str = "blocking", user: str = "end-user-1", headers=None, **extra):
+        body = {"inputs": inputs, "response_mode": mode, "user": user, **extra}
+        return self.http.post("/v1/workflows/run", json=body, headers=headers or {})
+
+    def stream(self, inputs: dict, *, user: str = "end-user-1", **extra):
+        """(response, events): the SSE events, parsed by httpx-sse."""
+        from httpx_sse import connect_sse
+
+        body = {"inputs": inputs, "response_mode": "streaming", "user": user, **extra}
+        events, raw = [], []
+        with connect_sse(self.http, "POST", "/v1/workflows/run", json=body) as source:
+            response = source.response
+            for sse in source.iter_sse():
+                raw.append(sse)
+                if sse.data:
+                    events.append(json.loads(sse.data))
+        return response, events, raw
