@@ -14,6 +14,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from django.utils import timezone
+
 from api.errors import ApiError
 from credentials.models import Credential
 from credentials.providers.base import ProviderConfigError, ProviderCredential
@@ -37,6 +39,11 @@ def _refuse(code: str, message: str, status: int = 400) -> OverrideRefused:
     return OverrideRefused(message, code=code, status=status)
 
 
+class PolicyInvalid(ApiError):
+    status = 400
+    code = "invalid_param"
+
+
 @dataclass(frozen=True)
 class OverridePolicy:
     """What an app key lets its callers choose. Stored in the token's `policy`."""
@@ -48,15 +55,48 @@ class OverridePolicy:
     # Hosts an inline key's endpoint (base_url) may point at; empty forbids any endpoint.
     inline_endpoint_hosts: frozenset[str] = frozenset()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "inline_endpoint_hosts", frozenset(h.lower() for h in self.inline_endpoint_hosts)
+        )
+
     @classmethod
     def from_dict(cls, data: Mapping | None) -> OverridePolicy:
+        """Read a stored or submitted policy; wrong types are refused, never coerced."""
         data = data or {}
-        providers = data.get("override_providers")
+        if not isinstance(data, Mapping):
+            raise PolicyInvalid("policy must be an object.")
+        unknown = set(data) - {"allow_overrides", "override_providers", "allow_inline_keys",
+                               "inline_endpoint_hosts"}
+        if unknown:
+            raise PolicyInvalid(f"policy: unknown field(s) {', '.join(sorted(map(str, unknown)))}.")
+
+        def flag(name: str, default: bool) -> bool:
+            value = data.get(name, default)
+            if not isinstance(value, bool):
+                raise PolicyInvalid(f"policy.{name} must be true or false.")
+            return value
+
+        def names(name: str, *, nullable: bool) -> list[str] | None:
+            value = data.get(name, None if nullable else [])
+            if value is None and nullable:
+                return None
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise PolicyInvalid(f"policy.{name} must be a list of names.")
+            return [v.strip() for v in value]
+
+        providers = names("override_providers", nullable=True)
+        if providers is not None:
+            unknown_providers = set(providers) - set(provider_registry().ids())
+            if unknown_providers:
+                raise PolicyInvalid(
+                    f"policy.override_providers: unknown provider(s) {', '.join(sorted(unknown_providers))}."
+                )
         return cls(
-            allow_overrides=bool(data.get("allow_overrides", True)),
+            allow_overrides=flag("allow_overrides", True),
             providers=frozenset(providers) if providers is not None else None,
-            allow_inline=bool(data.get("allow_inline_keys", False)),
-            inline_endpoint_hosts=frozenset(h.lower() for h in data.get("inline_endpoint_hosts", [])),
+            allow_inline=flag("allow_inline_keys", False),
+            inline_endpoint_hosts=frozenset(names("inline_endpoint_hosts", nullable=False)),
         )
 
     def to_dict(self) -> dict:
@@ -283,7 +323,7 @@ def credential_resolve(*, provider: str, planned: Mapping, user: str) -> Provide
     credential_id = planned.get("credential_id")
     if planned.get("source") == SOURCE_INLINE:
         inline = InlineCredential.objects.filter(pk=credential_id).first()
-        if inline is None:
+        if inline is None or inline.expires_at <= timezone.now():
             raise CredentialUnavailable(
                 f"The one-off {provider} key of this run has expired.", credential_id=credential_id
             )

@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.db import connection
 
 from config.admin_sites import tenant_admin_site
-from credentials.resolution import OverridePolicy
+from credentials.resolution import OverridePolicy, PolicyInvalid
 from tenants.models import ApiToken
 from tenants.services import api_token_revoke
 from workflows.errors import GraphInvalid
@@ -41,18 +41,6 @@ class AppCredentialBindingInline(admin.TabularInline):
     extra = 0
     autocomplete_fields = []
     verbose_name = "credential bound to this app"
-
-
-class AppKeyForm(forms.Form):
-    name = forms.CharField(max_length=200, required=False)
-    allow_overrides = forms.BooleanField(required=False, initial=True)
-    override_providers = forms.CharField(
-        required=False, help_text="Comma-separated providers that may be overridden; empty for all."
-    )
-    allow_inline_keys = forms.BooleanField(required=False)
-    inline_endpoint_hosts = forms.CharField(
-        required=False, help_text="Comma-separated hosts a one-off key's base_url may use."
-    )
 
 
 @admin.register(App, site=tenant_admin_site)
@@ -87,9 +75,23 @@ class AppAdmin(admin.ModelAdmin):
             messages.warning(request, f"{app.name}: new API key (shown once, store it now): {issued.token}")
 
 
+class AppKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["name", "policy"]
+
+    def clean_policy(self):
+        try:
+            return OverridePolicy.from_dict(self.cleaned_data["policy"]).to_dict()
+        except PolicyInvalid as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
 @admin.register(ApiToken, site=tenant_admin_site)
 class AppKeyAdmin(admin.ModelAdmin):
     """App keys of this tenant: policy visible and editable, token never shown again."""
+
+    form = AppKeyForm
 
     list_display = ["hint", "name", "app_name", "created_at", "last_used_at", "revoked_at"]
     fields = ["hint", "name", "app_id", "policy", "created_at", "last_used_at", "revoked_at"]
@@ -108,7 +110,6 @@ class AppKeyAdmin(admin.ModelAdmin):
         return app.name if app else "(deleted app)"
 
     def save_model(self, request, obj, form, change):
-        OverridePolicy.from_dict(obj.policy)  # refuse a policy the resolver cannot read
         obj.save(update_fields=["name", "policy"])
 
     def delete_model(self, request, obj):

@@ -328,7 +328,6 @@ def test_inline_key_is_stored_encrypted_for_the_worker_then_gone(app, tenant_a):
     assert info.value.credential_id == str(row.id)
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: credential_resolve ignores InlineCredential.expires_at")
 def test_worker_refuses_an_expired_inline_key(app, tenant_a):
     run = submit(app, tenant_a, INLINE, {"openai": {"api_key": canary_key()}})
     InlineCredential.objects.filter(run=run).update(expires_at=timezone.now() - timedelta(seconds=1))
@@ -363,3 +362,29 @@ def test_policy_defaults_allow_overrides_and_forbid_inline_keys():
         assert policy == OverridePolicy(
             allow_overrides=True, providers=None, allow_inline=False, inline_endpoint_hosts=frozenset(),
         )
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"allow_inline_keys": "false"},
+        {"inline_endpoint_hosts": "llm.example.com"},
+        {"override_providers": "openai"},
+        {"override_providers": ["nope"]},
+        {"inline_endpoint_hosts": None},
+        {"allow_overrides": 1},
+        {"surprise": True},
+        ["not", "an", "object"],
+    ],
+)
+def test_policy_values_of_the_wrong_type_are_refused_not_coerced(policy):
+    from credentials.resolution import PolicyInvalid
+
+    with pytest.raises(PolicyInvalid):
+        OverridePolicy.from_dict(policy)
+
+
+def test_policy_hosts_match_case_insensitively():
+    policy = OverridePolicy(inline_endpoint_hosts=frozenset({"LLM.example.com"}))
+    assert OverridePolicy.from_dict(policy.to_dict()) == policy
+    assert policy.inline_endpoint_hosts == frozenset({"llm.example.com"})
