@@ -181,7 +181,8 @@ def command_run(options) -> int:
         children.append(("web server", web))
         worker = subprocess.Popen(
             [PYTHON, "-m", "celery", "-A", "config.celery_app", "worker", "--loglevel", "WARNING",
-             "--concurrency", str(options.concurrency), "--hostname", "keyflow-dev@%h"],
+             "--concurrency", str(options.concurrency), "--hostname", "keyflow-dev@%h",
+             "--beat", "--schedule", str(DATA_DIR / "celerybeat-schedule")],
             env=env,
         )
         children.append(("Celery worker", worker))

@@ -302,3 +302,47 @@ def test_a_worker_killed_mid_run_does_not_leave_it_stuck(platform_, one, fake_ll
         assert run.attempts == 2 and run.claimed_by != claimed_by
     completed = [c for c in chat_calls(fake_llm) if c["completed"] and c["status"] == 200]
     assert len(completed) <= 2  # the killed attempt's call may have finished at the provider
+
+
+def test_a_redelivered_task_for_a_finished_run_does_nothing(platform_, one, fake_llm, django_db_blocker):
+    from workflows.models import WorkflowRun
+    from workflows.services import workflow_run_enqueue
+
+    run_id = client(platform_, one).run({"text": "exactly once"}).json()["workflow_run_id"]
+    assert len(chat_calls(fake_llm)) == 1
+    with django_db_blocker.unblock(), tenant_context(one.tenant):
+        run = WorkflowRun.objects.get(pk=run_id)
+        for _ in range(3):  # the broker hands the same run out again
+            assert workflow_run_enqueue(run=run)
+    time.sleep(1.5)
+    assert len(chat_calls(fake_llm)) == 1
+    with django_db_blocker.unblock(), tenant_context(one.tenant):
+        assert WorkflowRun.objects.get(pk=run_id).attempts == 1
+
+
+def test_a_credential_disabled_after_submission_fails_the_run_clearly(platform_, one, fake_llm, django_db_blocker):
+    from credentials.models import Credential
+    from credentials.services import credential_disable, credential_enable
+
+    other = one.credentials["openai_other"]
+    # Hold the run in the queue-to-worker gap: the worker is busy with a slow run first.
+    fake_llm.add_fault(key_sha256=key_sha256(one.keys["openai_default"]), latency_ms=1500, times=2)
+    service = client(platform_, one)
+    busy = [service.run({"text": "busy"}, mode="async") for _ in range(2)]
+    late = service.run({"text": "late"}, mode="async", credential_overrides={"openai": str(other.id)})
+    assert late.status_code == 202 and all(b.status_code == 202 for b in busy)
+    with django_db_blocker.unblock(), tenant_context(one.tenant):
+        credential_disable(credential=Credential.objects.get(pk=other.id))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            detail = service.http.get(f"/v1/workflows/run/{late.json()['workflow_run_id']}").json()
+            if detail["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.2)
+        assert detail["status"] == "failed"
+        assert str(other.id) in detail["error"] and "disabled" in detail["error"]
+        assert key_sha256(one.keys["openai_other"]) not in {c["key_sha256"] for c in chat_calls(fake_llm)}
+    finally:
+        with django_db_blocker.unblock(), tenant_context(one.tenant):
+            credential_enable(credential=Credential.objects.get(pk=other.id))

@@ -153,6 +153,14 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIM
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Periodic maintenance (run by `celery beat`, or a worker started with -B in development).
+CELERY_BEAT_SCHEDULE = {
+    "runs-sweep": {
+        "task": "workflows.runs_sweep_task",
+        "schedule": float(env.int("KEYFLOW_SWEEP_SECONDS", 15)),
+        "options": {"expires": 60},
+    },
+}
 
 CACHES = {
     "default": {
