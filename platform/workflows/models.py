@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 from django.db import models
@@ -9,6 +10,10 @@ from django.db.models import Q
 
 from credentials.fields import StrictEncryptedTextField
 from credentials.models import Credential
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
 
 
 class App(models.Model):
@@ -26,6 +31,8 @@ class App(models.Model):
     # Chat and completion apps: provider, model, prompt templates, parameters.
     model_config = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
+    # Signs webhook deliveries (HMAC-SHA256); encrypted at rest like provider keys.
+    webhook_secret = StrictEncryptedTextField(default=new_webhook_secret)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -83,6 +90,12 @@ class WorkflowRun(models.Model):
     # Ids and fingerprints only, never a secret.
     credential_plan = models.JSONField(default=dict)
     api_token_id = models.UUIDField(null=True, blank=True)
+    # Chat runs belong to a conversation; chat and completion runs produce a Message.
+    conversation = models.ForeignKey(
+        "Conversation", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
+    )
+    # Where the final body is POSTed when the run ends (signed with the app's webhook secret).
+    callback_url = models.URLField(max_length=2048, blank=True, default="")
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
@@ -191,3 +204,62 @@ class InlineCredential(models.Model):
 
     def __str__(self) -> str:
         return f"inline {self.provider} key for run {self.run_id}"
+
+
+class Conversation(models.Model):
+    """A chat between one end user and a chat app."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="conversations")
+    end_user = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True, default="")
+    # The inputs of the first message; later turns reuse them (as Dify does).
+    inputs = models.JSONField(default=dict)
+    # Stored-credential overrides the conversation keeps, only when the first request asked
+    # for it ({provider: credential id}); one-off keys are never remembered.
+    remembered_overrides = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["app", "end_user", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.name or f"conversation {self.id}"
+
+
+class Message(models.Model):
+    """One chat turn or completion: the query, the answer and who paid for it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
+    )
+    run = models.OneToOneField(WorkflowRun, on_delete=models.CASCADE, related_name="message")
+    end_user = models.CharField(max_length=255)
+    query = models.TextField(blank=True, default="")
+    inputs = models.JSONField(default=dict)
+    answer = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, default="queued")
+    error = models.TextField(blank=True, default="")
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    total_price = models.DecimalField(max_digits=18, decimal_places=7, default=0)
+    currency = models.CharField(max_length=8, default="USD")
+    latency = models.FloatField(default=0)
+    provider = models.CharField(max_length=64, blank=True, default="")
+    model = models.CharField(max_length=200, blank=True, default="")
+    credential_id = models.UUIDField(null=True, blank=True, db_index=True)
+    credential_source = models.CharField(max_length=16, blank=True, default="")
+    credential_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["conversation", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"message {self.id}"
