@@ -77,6 +77,7 @@ TENANT_APPS = [
     "django.contrib.admin",
     "credentials",
     "workflows",
+    "webhooks",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -266,3 +267,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 1024
 # How users reach Keyflow, for links printed by commands and shown in the admin.
 KEYFLOW_PUBLIC_SCHEME = env.str("KEYFLOW_PUBLIC_SCHEME", "https" if env.is_production else "http")
 KEYFLOW_PUBLIC_PORT = env.int("KEYFLOW_PORT", 443 if env.is_production else 8000)
+
+# Webhooks (callback_url of async runs). Callbacks to loopback, link-local and private
+# addresses are refused unless this is set explicitly (development and tests only).
+KEYFLOW_WEBHOOK_ALLOW_PRIVATE = env.bool("KEYFLOW_WEBHOOK_ALLOW_PRIVATE", default=False)
+KEYFLOW_WEBHOOK_TIMEOUT = env.int("KEYFLOW_WEBHOOK_TIMEOUT", 10)
+KEYFLOW_WEBHOOK_MAX_ATTEMPTS = env.int("KEYFLOW_WEBHOOK_MAX_ATTEMPTS", 6)
+# A final body larger than this is sent without its content (ids and status only).
+KEYFLOW_WEBHOOK_MAX_BODY = env.int("KEYFLOW_WEBHOOK_MAX_BODY", 256 * 1024)
