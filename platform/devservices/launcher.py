@@ -164,6 +164,8 @@ def command_run(options) -> int:
         children.append(("fake LLM provider", fake))
         values["KEYFLOW_FAKE_LLM_URL"] = fake_url
         values["KEYFLOW_PORT"] = str(port)
+        # Local development receives webhooks on this machine.
+        values.setdefault("KEYFLOW_WEBHOOK_ALLOW_PRIVATE", "true")
         env = child_env(values)
         say(f"Fake LLM provider at {fake_url}")
         runtime_env.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
@@ -274,6 +276,8 @@ def command_test(options, pytest_args: list[str]) -> int:
             FIELD_ENCRYPTION_KEY=Fernet.generate_key().decode(),
             KEYFLOW_FINGERPRINT_KEY=secrets.token_urlsafe(32),
             DJANGO_SETTINGS_MODULE="config.settings.test",
+            # Tests receive webhooks on loopback.
+            KEYFLOW_WEBHOOK_ALLOW_PRIVATE="true",
         )
         if chromium:
             values["KEYFLOW_CHROMIUM"] = chromium

@@ -27,7 +27,7 @@ from credentials.providers.base import (
 from credentials.resolution import CredentialUnavailable, credential_resolve
 from credentials.services import credential_touch
 from runevents import streams
-from workflows import presenters
+from workflows.events import events_for
 from workflows.graph import (
     EndNode,
     GraphWalk,
@@ -133,11 +133,8 @@ class RunExecution:
         self.index = 0
         self.last_node_id = ""
         self._stop_checked = 0.0
-
-    # -- events --
-
-    def publish(self, payload: dict) -> None:
-        streams.publish(self.schema, self.run.pk, payload)
+        self.events = events_for(run)
+        self.history = conversation_history(run)
 
     def stop_requested(self) -> bool:
         now = time.monotonic()
@@ -152,6 +149,7 @@ class RunExecution:
         try:
             with Heartbeat(self.schema, self.run):
                 self._execute()
+                self._name_conversation()
         except Exception as exc:  # never leave a run running on an unexpected error
             logger.exception("Run %s failed unexpectedly", self.run.pk)
             self.finish(WorkflowRun.Status.FAILED, code="internal_error",
@@ -159,6 +157,21 @@ class RunExecution:
             raise
         finally:
             inline_credentials_destroy(run_id=self.run.pk)
+
+    def _name_conversation(self) -> None:
+        """After a conversation's first answer, name it (when the client asked for that)."""
+        run = self.run
+        if not run.conversation_id or run.status != WorkflowRun.Status.SUCCEEDED:
+            return
+        conversation = run.conversation
+        if conversation.name:
+            return
+        from workflows.conversations import conversation_name_generate
+
+        try:
+            conversation_name_generate(conversation=conversation, run=run)
+        except Exception:  # naming is a courtesy: the answer is already delivered
+            logger.exception("Naming conversation %s failed", conversation.pk)
 
     def _execute(self) -> None:
         walk = GraphWalk(self.graph)
@@ -168,7 +181,7 @@ class RunExecution:
         }
         self.index = len(finished)
         if not finished:
-            self.publish(presenters.workflow_started(self.run))
+            self.events.started()
         try:
             while not walk.done():
                 ready = walk.ready()
@@ -220,7 +233,7 @@ class RunExecution:
         )
         run.refresh_from_db()
         if updated:
-            self.publish(presenters.workflow_finished(run))
+            run_ended(run, self.events)
 
     # -- nodes --
 
@@ -234,7 +247,7 @@ class RunExecution:
                 "inputs": {}, "outputs": None, "error": "", "created_at": timezone.now(),
             },
         )
-        self.publish(presenters.node_started(self.run, execution))
+        self.events.node_started(execution)
         started = time.monotonic()
         try:
             outputs = self._dispatch(node, execution)
@@ -254,7 +267,7 @@ class RunExecution:
         execution.elapsed_time = time.monotonic() - started
         execution.finished_at = timezone.now()
         execution.save()
-        self.publish(presenters.node_finished(self.run, execution))
+        self.events.node_finished(execution)
 
     def _render(self, node_id: str, template: str) -> str:
         try:
@@ -294,6 +307,9 @@ class RunExecution:
         execution.credential_source = planned["source"]
         execution.credential_fingerprint = planned["fingerprint"]
         messages = [ChatMessage(role=m.role, content=self._render(node.id, m.text)) for m in node.messages]
+        if self.history:
+            # A chat turn: earlier turns go right before the new question.
+            messages = [*messages[:-1], *self.history, messages[-1]]
         execution.process_data = {
             "model_provider": node.provider, "model_name": node.model,
             "prompts": [{"role": m.role, "text": m.content} for m in messages],
@@ -310,7 +326,7 @@ class RunExecution:
         )
 
         def relay(delta: str) -> None:
-            self.publish(presenters.text_chunk(self.run, node.id, delta))
+            self.events.delta(node.id, delta)
 
         try:
             result = llm_call(
@@ -349,7 +365,36 @@ def workflow_run_fail_lost(*, run_id, reason: str) -> int:
     ).update(status=WorkflowRun.Status.FAILED, error=f"The run failed: {reason}.",
              error_code="run_lost", finished_at=now)
     if updated:
-        run = WorkflowRun.objects.get(pk=run_id)
-        streams.publish(connection.schema_name, run.pk, presenters.workflow_finished(run))
+        run = WorkflowRun.objects.select_related("app").get(pk=run_id)
+        run_ended(run, events_for(run))
         inline_credentials_destroy(run_id=run.pk)
     return updated
+
+
+def run_ended(run: WorkflowRun, events) -> None:
+    """Tell listeners the run ended and hand its final body to the webhook, if any."""
+    body = events.finished()
+    if run.callback_url:
+        from webhooks.services import webhook_delivery_schedule
+
+        webhook_delivery_schedule(run=run, body=body)
+
+
+def conversation_history(run: WorkflowRun) -> list[ChatMessage]:
+    """Earlier turns of the run's conversation, oldest first, as many as the app sends."""
+    if not run.conversation_id:
+        return []
+    from workflows.models import Message
+
+    limit = int((run.app.model_config or {}).get("history_messages", 10))
+    if limit <= 0:
+        return []
+    earlier = list(
+        Message.objects.filter(conversation_id=run.conversation_id, status=WorkflowRun.Status.SUCCEEDED)
+        .exclude(run=run).order_by("-created_at")[:limit]
+    )
+    history: list[ChatMessage] = []
+    for message in reversed(earlier):
+        history += [ChatMessage(role="user", content=message.query),
+                    ChatMessage(role="assistant", content=message.answer)]
+    return history

@@ -147,3 +147,99 @@ def workflow_finished(run: WorkflowRun) -> dict:
     data = run_data(run)
     data.update(created_by={"id": run.end_user, "user": run.end_user}, exceptions_count=0, files=[])
     return event(run, "workflow_finished", data)
+
+
+# --- Chat and completion messages ------------------------------------------------------------
+
+
+def message_usage(message) -> dict:
+    """Dify's metadata.usage for a message: tokens, unit prices, prices, latency."""
+    from workflows.pricing import PRICE_UNIT, cost_estimate
+
+    cost = cost_estimate(provider=message.provider, model=message.model,
+                         prompt_tokens=message.prompt_tokens, completion_tokens=message.completion_tokens)
+    return {
+        "prompt_tokens": message.prompt_tokens,
+        "prompt_unit_price": format(cost.prompt_unit_price, "f"),
+        "prompt_price_unit": format(PRICE_UNIT, "f"),
+        "prompt_price": money(cost.prompt_price),
+        "completion_tokens": message.completion_tokens,
+        "completion_unit_price": format(cost.completion_unit_price, "f"),
+        "completion_price_unit": format(PRICE_UNIT, "f"),
+        "completion_price": money(cost.completion_price),
+        "total_tokens": message.total_tokens,
+        "total_price": money(message.total_price),
+        "currency": message.currency or CURRENCY,
+        "latency": round(message.latency, 6),
+    }
+
+
+def message_metadata(message) -> dict:
+    return {
+        "usage": message_usage(message),
+        "retriever_resources": [],
+        "credentials": run_credentials(message.run),
+    }
+
+
+def _message_ids(message) -> dict:
+    ids = {"task_id": str(message.run.task_id), "id": str(message.id), "message_id": str(message.id)}
+    if message.conversation_id:
+        ids["conversation_id"] = str(message.conversation_id)
+    return ids
+
+
+def message_blocking_body(message, mode: str) -> dict:
+    body = {"event": "message", **_message_ids(message), "mode": mode, "answer": message.answer,
+            "metadata": message_metadata(message), "created_at": timestamp(message.created_at)}
+    if "conversation_id" not in body and mode == "chat":
+        body["conversation_id"] = None
+    return body
+
+
+def message_chunk(message, text: str) -> dict:
+    return {"event": "message", **_message_ids(message), "answer": text,
+            "created_at": timestamp(message.created_at)}
+
+
+def message_end(message) -> dict:
+    return {"event": "message_end", **_message_ids(message), "metadata": message_metadata(message)}
+
+
+def message_error(message, *, code: str, text: str, status: int = 400) -> dict:
+    payload = {"event": "error", **_message_ids(message), "status": status, "code": code,
+               "message": text, "created_at": timestamp(message.created_at)}
+    payload.pop("id")
+    return payload
+
+
+def message_history_item(message) -> dict:
+    """GET /v1/messages item."""
+    return {
+        "id": str(message.id),
+        "conversation_id": str(message.conversation_id),
+        "parent_message_id": None,
+        "inputs": message.inputs,
+        "query": message.query,
+        "answer": message.answer,
+        "status": "normal" if message.status != "failed" else "error",
+        "error": message.error or None,
+        "message_files": [],
+        "feedback": None,
+        "retriever_resources": [],
+        "agent_thoughts": [],
+        "created_at": timestamp(message.created_at),
+        "metadata": {"credentials": run_credentials(message.run)},
+    }
+
+
+def conversation_item(conversation) -> dict:
+    return {
+        "id": str(conversation.id),
+        "name": conversation.name,
+        "inputs": conversation.inputs,
+        "status": "normal",
+        "introduction": "",
+        "created_at": timestamp(conversation.created_at),
+        "updated_at": timestamp(conversation.updated_at),
+    }

@@ -71,6 +71,10 @@ class WorkflowRunInput(serializers.Serializer):
         help_text="Per provider: a stored credential id, or an object with a one-off key "
         "(e.g. {\"api_key\": \"…\"}) where the app key allows one-off keys.",
     )
+    callback_url = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=2048,
+        help_text="Where the final body is POSTed (signed) when the run ends.",
+    )
 
 
 PING = "event: ping\n\n"
@@ -155,7 +159,7 @@ class WorkflowRunApi(AsyncAPIView):
             return workflow_run_submit(
                 app=app, token=request.user.token, inputs=data["inputs"], user=data["user"],
                 response_mode=mode, credential_overrides=data["credential_overrides"],
-                idempotency_key=idempotency_key,
+                idempotency_key=idempotency_key, callback_url=data["callback_url"],
             ).run
 
         run = await in_tenant(tenant, submit)
@@ -180,8 +184,13 @@ class WorkflowRunDetailApi(_ServiceApi):
     @extend_schema(operation_id="workflows_run_detail", responses=OpenApiTypes.OBJECT,
                    summary="A workflow run's detail")
     def get(self, request, workflow_run_id):
+        from webhooks.selectors import webhook_deliveries_for_run
+
         app = app_for_request(request)
-        return Response(presenters.run_detail_body(workflow_run_get(app=app, run_id=workflow_run_id)))
+        run = workflow_run_get(app=app, run_id=workflow_run_id)
+        body = presenters.run_detail_body(run)
+        body["metadata"]["webhook_deliveries"] = webhook_deliveries_for_run(run)
+        return Response(body)
 
 
 class StopInput(serializers.Serializer):

@@ -41,22 +41,35 @@ def graph_check(graph: object):
         raise GraphInvalid(str(exc)) from None
 
 
-@transaction.atomic
-def app_create(*, name: str, mode: str = App.Mode.WORKFLOW, description: str = "",
-               graph: dict | None = None, model_config: dict | None = None) -> App:
-    """Create an app; a workflow app's graph must validate before it is saved."""
+def _app_graph(*, mode: str, graph: dict | None, model_config: dict | None) -> dict:
+    """The graph an app runs: a workflow's own (validated), or the one a chat or completion
+    app's model configuration compiles into."""
+    from workflows.chat import compile_model_config
+
     if mode == App.Mode.WORKFLOW:
         graph_check(graph or {})
-    return App.objects.create(name=name, mode=mode, description=description,
-                              graph=graph or {}, model_config=model_config or {})
+        return graph or {}
+    if mode not in App.Mode.values:
+        raise InvalidInput(f"mode must be one of {', '.join(App.Mode.values)}.")
+    return compile_model_config(mode=mode, config=model_config or {})
+
+
+@transaction.atomic
+def app_create(*, name: str, mode: str = App.Mode.WORKFLOW, description: str = "",
+               graph: dict | None = None, model_config: dict | None = None,
+               enabled: bool = True) -> App:
+    """Create an app; what it runs must validate before it is saved."""
+    graph = _app_graph(mode=mode, graph=graph, model_config=model_config)
+    return App.objects.create(name=name, mode=mode, description=description, graph=graph,
+                              model_config=model_config or {}, enabled=enabled)
 
 
 @transaction.atomic
 def app_update(*, app: App, **changes) -> App:
-    if "graph" in changes and app.mode == App.Mode.WORKFLOW:
-        graph_check(changes["graph"])
     for name, value in changes.items():
         setattr(app, name, value)
+    if {"graph", "model_config", "mode"} & set(changes):
+        app.graph = _app_graph(mode=app.mode, graph=app.graph, model_config=app.model_config)
     app.save()
     return app
 
@@ -95,6 +108,9 @@ def workflow_run_submit(
     credential_overrides: object = None,
     idempotency_key: str = "",
     expected_mode: str = App.Mode.WORKFLOW,
+    conversation=None,
+    callback_url: str = "",
+    on_created=None,
 ) -> Submission:
     """Validate a run request completely, store the run (queued) and queue it on commit.
 
@@ -110,6 +126,10 @@ def workflow_run_submit(
         ).first()
         if existing is not None:
             return Submission(run=existing, created=False)
+    if callback_url:
+        from webhooks.services import callback_url_check
+
+        callback_url = callback_url_check(callback_url)
     graph = graph_check(app.graph)
     try:
         clean_inputs = validate_inputs(graph, inputs)
@@ -131,10 +151,12 @@ def workflow_run_submit(
     deadline = timezone.now() + timedelta(seconds=settings.KEYFLOW_RUN_DEADLINE_SECONDS)
     try:
         with transaction.atomic():
+            if conversation is not None and conversation._state.adding:
+                conversation.save()
             run = WorkflowRun.objects.create(
                 app=app, graph=app.graph, response_mode=response_mode, end_user=user,
                 inputs=clean_inputs, api_token_id=token.id, idempotency_key=idempotency_key,
-                deadline_at=deadline,
+                deadline_at=deadline, conversation=conversation, callback_url=callback_url,
             )
             stored_plan = {}
             for provider, planned in plan.items():
@@ -149,6 +171,8 @@ def workflow_run_submit(
                 stored_plan[provider] = planned.to_plan(inline_id)
             run.credential_plan = stored_plan
             run.save(update_fields=["credential_plan"])
+            if on_created is not None:
+                on_created(run)
             transaction.on_commit(lambda: workflow_run_enqueue(run=run))
     except IntegrityError:
         existing = WorkflowRun.objects.filter(
@@ -228,7 +252,8 @@ def workflow_run_request_stop(*, run: WorkflowRun) -> None:
     """Ask the run to stop; the worker stops at its next node or stream chunk."""
     if run.is_finished:
         return
-    from workflows import presenters
+    from workflows.events import events_for
+    from workflows.executor import run_ended
 
     WorkflowRun.objects.filter(pk=run.pk).update(stop_requested=True)
     streams.request_stop(connection.schema_name, run.pk)
@@ -237,7 +262,7 @@ def workflow_run_request_stop(*, run: WorkflowRun) -> None:
         status=WorkflowRun.Status.STOPPED, finished_at=timezone.now(), error="Stopped before it started."
     ):
         run.refresh_from_db()
-        streams.publish(connection.schema_name, run.pk, presenters.workflow_finished(run))
+        run_ended(run, events_for(run))
         inline_credentials_destroy(run_id=run.pk)
 
 

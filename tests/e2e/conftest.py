@@ -137,6 +137,19 @@ class Workspace:
     app_keys: dict  # app name -> app-… token
 
 
+CHAT_CONFIG = {
+    "provider": "openai", "model": "gpt-4o-mini",
+    "system_prompt": "You help {{ inputs.name }}.",
+    "variables": [{"name": "name", "type": "string", "required": False, "default": "a friend"}],
+    "history_messages": 10,
+}
+COMPLETION_CONFIG = {
+    "provider": "anthropic", "model": "claude-3-5-haiku-latest",
+    "prompt": "Translate to French: {{ inputs.query }}",
+    "variables": [{"name": "query", "type": "paragraph", "required": True}],
+}
+
+
 def _make_workspace(slug: str, fake_url: str):
     from django_tenants.utils import tenant_context
 
@@ -164,6 +177,8 @@ def _make_workspace(slug: str, fake_url: str):
         apps = {
             "summarizer": app_create(name="Summarizer", graph=SUMMARIZER),
             "triage": app_create(name="Triage", graph=TRIAGE_TWO_PROVIDERS),
+            "chat": app_create(name="Chat", mode="chat", model_config=CHAT_CONFIG),
+            "completion": app_create(name="Completion", mode="completion", model_config=COMPLETION_CONFIG),
         }
         policy = OverridePolicy(allow_inline=True, inline_endpoint_hosts=frozenset({"127.0.0.1"}))
         app_keys = {
@@ -191,6 +206,18 @@ class ServiceClient:
 
     def __init__(self, base_url: str, key: str):
         self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+    def chat(self, query: str, *, mode: str = "blocking", user: str = "end-user-1", **extra):
+        body = {"query": query, "inputs": extra.pop("inputs", {}), "response_mode": mode, "user": user, **extra}
+        return self.http.post("/v1/chat-messages", json=body)
+
+    def chat_stream(self, query: str, *, user: str = "end-user-1", **extra):
+        from httpx_sse import connect_sse
+
+        body = {"query": query, "inputs": extra.pop("inputs", {}), "response_mode": "streaming",
+                "user": user, **extra}
+        with connect_sse(self.http, "POST", "/v1/chat-messages", json=body) as source:
+            return [json.loads(sse.data) for sse in source.iter_sse() if sse.data]
 
     def run(self, inputs: dict, *, mode: str = "blocking", user: str = "end-user-1", headers=None, **extra):
         body = {"inputs": inputs, "response_mode": mode, "user": user, **extra}

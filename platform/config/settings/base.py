@@ -161,6 +161,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env.int("KEYFLOW_SWEEP_SECONDS", 15)),
         "options": {"expires": 60},
     },
+    "webhooks-resume": {
+        "task": "webhooks.webhook_deliveries_resume_task",
+        "schedule": 60.0,
+        "options": {"expires": 120},
+    },
 }
 
 CACHES = {
