@@ -12,8 +12,16 @@ from config.admin_sites import tenant_admin_site
 from credentials.resolution import OverridePolicy, PolicyInvalid
 from tenants.models import ApiToken
 from tenants.services import api_token_revoke
+from workflows.chat import compile_model_config
 from workflows.errors import GraphInvalid
-from workflows.models import App, AppCredentialBinding, NodeExecution, WorkflowRun
+from workflows.models import (
+    App,
+    AppCredentialBinding,
+    Conversation,
+    Message,
+    NodeExecution,
+    WorkflowRun,
+)
 from workflows.services import app_key_issue, graph_check
 
 
@@ -28,11 +36,14 @@ class AppForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        if cleaned.get("mode") == App.Mode.WORKFLOW and "graph" in cleaned:
-            try:
+        mode = cleaned.get("mode")
+        try:
+            if mode == App.Mode.WORKFLOW and "graph" in cleaned:
                 graph_check(cleaned["graph"])
-            except GraphInvalid as exc:
-                self.add_error("graph", exc.message)
+            elif mode in (App.Mode.CHAT, App.Mode.COMPLETION) and "model_config" in cleaned:
+                cleaned["graph"] = compile_model_config(mode=mode, config=cleaned["model_config"])
+        except GraphInvalid as exc:
+            self.add_error("graph" if mode == App.Mode.WORKFLOW else "model_config", exc.message)
         return cleaned
 
 
@@ -155,3 +166,42 @@ class WorkflowRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "query", "answer", "status", "credential_source", "credential_id",
+              "total_tokens", "total_price"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Conversation, site=tenant_admin_site)
+class ConversationAdmin(_ReadOnlyAdmin):
+    list_display = ["name", "app", "end_user", "created_at", "updated_at"]
+    list_filter = ["app"]
+    search_fields = ["end_user", "name"]
+    inlines = [MessageInline]
+
+
+@admin.register(Message, site=tenant_admin_site)
+class MessageAdmin(_ReadOnlyAdmin):
+    list_display = ["created_at", "app", "end_user", "status", "provider", "model", "credential_source",
+                    "credential_id", "total_tokens", "total_price", "latency"]
+    list_filter = ["app", "status", "provider", "credential_source"]
+    search_fields = ["end_user", "credential_id", "query"]
