@@ -13,6 +13,16 @@ from credentials.apis import (
     ProviderListApi,
 )
 from tenants.apis import TenantDetailApi
+from workflows.apis import (
+    AppCredentialBindingApi,
+    AppDetailApi,
+    AppKeyListCreateApi,
+    AppKeyRevokeApi,
+    AppListCreateApi,
+    RunDetailApi,
+    RunListApi,
+    UsageApi,
+)
 from workflows.service_api import (
     AppInfoApi,
     AppParametersApi,
@@ -41,4 +51,13 @@ urlpatterns = [
     path("api/credentials/<str:credential_id>/set-default", CredentialSetDefaultApi.as_view()),
     path("api/credentials/<str:credential_id>/disable", CredentialDisableApi.as_view()),
     path("api/credentials/<str:credential_id>/enable", CredentialEnableApi.as_view()),
+    # Management API: apps, their credentials and keys, runs, usage
+    path("api/apps", AppListCreateApi.as_view(), name="api-apps"),
+    path("api/apps/<str:app_id>", AppDetailApi.as_view(), name="api-app"),
+    path("api/apps/<str:app_id>/credentials/<str:provider>", AppCredentialBindingApi.as_view()),
+    path("api/apps/<str:app_id>/keys", AppKeyListCreateApi.as_view(), name="api-app-keys"),
+    path("api/apps/<str:app_id>/keys/<str:key_id>/revoke", AppKeyRevokeApi.as_view()),
+    path("api/runs", RunListApi.as_view(), name="api-runs"),
+    path("api/runs/<str:run_id>", RunDetailApi.as_view(), name="api-run"),
+    path("api/usage", UsageApi.as_view(), name="api-usage"),
 ]
