@@ -23,6 +23,16 @@ from workflows.apis import (
     RunListApi,
     UsageApi,
 )
+from workflows.chat_api import (
+    ChatMessagesApi,
+    ChatStopApi,
+    CompletionMessagesApi,
+    CompletionStopApi,
+    ConversationDeleteApi,
+    ConversationRenameApi,
+    ConversationsApi,
+    MessagesApi,
+)
 from workflows.service_api import (
     AppInfoApi,
     AppParametersApi,
@@ -38,6 +48,14 @@ urlpatterns = [
     path("v1/workflows/run/<str:workflow_run_id>", WorkflowRunDetailApi.as_view()),
     path("v1/workflows/tasks/<str:task_id>/stop", WorkflowTaskStopApi.as_view()),
     path("v1/workflows/logs", WorkflowLogsApi.as_view()),
+    path("v1/chat-messages", ChatMessagesApi.as_view()),
+    path("v1/chat-messages/<str:task_id>/stop", ChatStopApi.as_view()),
+    path("v1/completion-messages", CompletionMessagesApi.as_view()),
+    path("v1/completion-messages/<str:task_id>/stop", CompletionStopApi.as_view()),
+    path("v1/messages", MessagesApi.as_view()),
+    path("v1/conversations", ConversationsApi.as_view()),
+    path("v1/conversations/<str:conversation_id>", ConversationDeleteApi.as_view()),
+    path("v1/conversations/<str:conversation_id>/name", ConversationRenameApi.as_view()),
     path("v1/info", AppInfoApi.as_view()),
     path("v1/parameters", AppParametersApi.as_view()),
     # Management API

@@ -12,7 +12,6 @@ from workflows.examples import SUMMARIZER
 from workflows.models import App, Conversation, Message, NodeExecution, WorkflowRun
 from workflows.services import app_create
 
-
 # The app form carries an inline formset for credential bindings.
 NO_BINDINGS = {"credential_bindings-TOTAL_FORMS": "0", "credential_bindings-INITIAL_FORMS": "0"}
 
