@@ -89,8 +89,10 @@ def eager(settings):
     """Celery tasks run in-process; retries run at once (Celery does not sleep countdowns)."""
     from config.celery_app import app
 
-    settings.CELERY_TASK_ALWAYS_EAGER = True
+    # Read the current value first: Celery loads its configuration from Django settings
+    # lazily, so reading it after overriding the setting would "restore" True.
     previous = app.conf.task_always_eager
+    settings.CELERY_TASK_ALWAYS_EAGER = True
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = previous
