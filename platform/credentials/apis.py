@@ -5,12 +5,11 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from api.pagination import PageLimitPagination
-from api.permissions import MANAGEMENT_AUTHENTICATION, IsTenantManager, request_actor
+from api.permissions import request_actor
 from api.serializers import StrictInputSerializer
-from api.tenancy import TenantContextMixin
+from api.views import ManagementApiView
 from credentials.models import Credential
 from credentials.providers.registry import provider_registry
 from credentials.selectors import credential_get, credential_list
@@ -58,12 +57,7 @@ def _field_map():
     )
 
 
-class _ManagementApi(TenantContextMixin, APIView):
-    authentication_classes = MANAGEMENT_AUTHENTICATION
-    permission_classes = [IsTenantManager]
-
-
-class CredentialListCreateApi(_ManagementApi):
+class CredentialListCreateApi(ManagementApiView):
     class FilterSerializer(serializers.Serializer):
         provider = serializers.CharField(required=False, max_length=64)
         status = serializers.ChoiceField(choices=Credential.Status.choices, required=False)
@@ -111,7 +105,7 @@ class CredentialListCreateApi(_ManagementApi):
 ID_PARAMETER = OpenApiParameter("credential_id", str, OpenApiParameter.PATH, description="Credential UUID")
 
 
-class CredentialDetailApi(_ManagementApi):
+class CredentialDetailApi(ManagementApiView):
     class UpdateSerializer(StrictInputSerializer):
         name = serializers.CharField(max_length=200, required=False)
         secrets = _field_map()
@@ -144,7 +138,7 @@ class CredentialDetailApi(_ManagementApi):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class _CredentialActionApi(_ManagementApi):
+class _CredentialActionApi(ManagementApiView):
     def act(self, request, credential):  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -184,7 +178,7 @@ class CredentialEnableApi(_CredentialActionApi):
         return credential_enable(credential=credential, actor=request_actor(request))
 
 
-class CredentialValidateApi(_ManagementApi):
+class CredentialValidateApi(ManagementApiView):
     @extend_schema(
         operation_id="credentials_validate", parameters=[ID_PARAMETER], request=None,
         responses=inline_serializer(
@@ -211,7 +205,7 @@ class CredentialValidateApi(_ManagementApi):
         )
 
 
-class ProviderListApi(_ManagementApi):
+class ProviderListApi(ManagementApiView):
     @extend_schema(
         operation_id="providers_list",
         responses=inline_serializer(

@@ -22,7 +22,7 @@ from workflows.models import (
     NodeExecution,
     WorkflowRun,
 )
-from workflows.services import app_key_issue, graph_check
+from workflows.services import app_delete, app_key_issue, app_webhook_secret_rotate, graph_check
 
 
 class AppForm(forms.ModelForm):
@@ -61,8 +61,25 @@ class AppAdmin(admin.ModelAdmin):
     list_filter = ["mode", "enabled"]
     search_fields = ["name"]
     inlines = [AppCredentialBindingInline]
-    actions = ["issue_key"]
+    actions = ["issue_key", "rotate_webhook_secret"]
     readonly_fields = ["id", "keys"]
+    exclude = ["webhook_secret", "deleted_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(deleted_at__isnull=True)
+
+    def delete_model(self, request, obj):
+        app_delete(tenant=request.tenant, app=obj)  # keeps its runs for usage reports
+
+    def delete_queryset(self, request, queryset):
+        for app in queryset:
+            app_delete(tenant=request.tenant, app=app)
+
+    @admin.action(description="Rotate the webhook secret (the new one is shown once)")
+    def rotate_webhook_secret(self, request, queryset):
+        for app in queryset:
+            secret = app_webhook_secret_rotate(app=app)
+            messages.warning(request, f"{app.name}: new webhook secret (shown once): {secret}")
 
     @admin.display(description="API keys")
     def key_count(self, obj):

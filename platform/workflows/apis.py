@@ -9,11 +9,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-import uuid
 from datetime import datetime, time, timedelta
 
-from django.db import transaction
-from django.db.models import Prefetch
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -26,24 +23,36 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from api.errors import ApiError, NotFound
+from api.errors import ApiError
 from api.pagination import PageLimitPagination
-from api.permissions import MANAGEMENT_AUTHENTICATION, IsTenantManager, request_actor
+from api.permissions import request_actor
 from api.serializers import StrictInputSerializer
-from api.tenancy import TenantContextMixin
+from api.views import ManagementApiView
 from credentials.models import Credential
 from credentials.providers.registry import provider_registry
 from credentials.resolution import OverridePolicy
-from tenants.models import ApiToken
 from tenants.services import api_token_revoke
 from workflows import presenters
-from workflows.errors import RunNotFound
+from workflows.errors import BindingNotFound
 from workflows.models import App, AppCredentialBinding, NodeExecution, WorkflowRun
 from workflows.pricing import CURRENCY
-from workflows.selectors import workflow_run_list
-from workflows.services import app_create, app_credential_bind, app_key_issue, app_update
+from workflows.selectors import (
+    app_get,
+    app_key_get,
+    app_key_list,
+    app_list,
+    run_get,
+    workflow_run_list,
+)
+from workflows.services import (
+    app_create,
+    app_credential_bind,
+    app_delete,
+    app_key_issue,
+    app_update,
+    app_webhook_secret_rotate,
+)
 from workflows.usage import USAGE_GROUPS, USAGE_SOURCES, usage_summary
 
 logger = logging.getLogger(__name__)
@@ -55,102 +64,7 @@ _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 RESPONSE_MODES = [choice for choice, _ in WorkflowRun.ResponseMode.choices]
 
 
-# --- Errors and lookups ------------------------------------------------------------------
-# The errors and lookups below belong in workflows/errors.py and
-# workflows/selectors.py; they live here until those modules take them.
-
-
-class AppNotFound(NotFound):
-    code = "app_not_found"
-    message = "App not found."
-
-
-class AppKeyNotFound(NotFound):
-    code = "key_not_found"
-    message = "App key not found."
-
-
-class BindingNotFound(NotFound):
-    code = "binding_not_found"
-    message = "No credential is bound to this app for that provider."
-
-
-def _parse_uuid(value) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except (ValueError, TypeError, AttributeError):
-        return None
-
-
-def _bindings_prefetch() -> Prefetch:
-    return Prefetch("credential_bindings", AppCredentialBinding.objects.order_by("provider"))
-
-
-def app_list(*, mode: str | None = None, enabled: bool | None = None):
-    queryset = App.objects.prefetch_related(_bindings_prefetch())
-    if mode:
-        queryset = queryset.filter(mode=mode)
-    if enabled is not None:
-        queryset = queryset.filter(enabled=enabled)
-    return queryset.order_by("name", "id")
-
-
-def app_get(*, app_id) -> App:
-    """The app with this id in the current tenant; a malformed, foreign or missing id all
-    raise the same AppNotFound."""
-    key = _parse_uuid(app_id)
-    app = App.objects.prefetch_related(_bindings_prefetch()).filter(pk=key).first() if key else None
-    if app is None:
-        raise AppNotFound()
-    return app
-
-
-def app_key_list(*, tenant, app: App):
-    return ApiToken.objects.filter(tenant=tenant, scope=ApiToken.Scope.APP, app_id=app.id).order_by(
-        "-created_at", "-id"
-    )
-
-
-def app_key_get(*, tenant, app: App, key_id) -> ApiToken:
-    """One of this app's keys; another app's or another tenant's key is AppKeyNotFound."""
-    key = _parse_uuid(key_id)
-    token = app_key_list(tenant=tenant, app=app).filter(pk=key).first() if key else None
-    if token is None:
-        raise AppKeyNotFound()
-    return token
-
-
-@transaction.atomic
-def app_delete(*, tenant, app: App) -> None:
-    """Delete the app (its runs and bindings go with it) and revoke its keys."""
-    for token in app_key_list(tenant=tenant, app=app).filter(revoked_at__isnull=True):
-        api_token_revoke(token=token)
-    app.delete()
-
-
-def run_get(*, run_id) -> WorkflowRun:
-    """A run of the current tenant with its node executions; malformed, foreign and
-    missing ids all raise the same RunNotFound."""
-    key = _parse_uuid(run_id)
-    run = (
-        WorkflowRun.objects.select_related("app")
-        .prefetch_related(Prefetch("node_executions", NodeExecution.objects.order_by("index")))
-        .filter(pk=key)
-        .first()
-        if key
-        else None
-    )
-    if run is None:
-        raise RunNotFound()
-    return run
-
-
 # --- Shared pieces -----------------------------------------------------------------------
-
-
-class _ManagementApi(TenantContextMixin, APIView):
-    authentication_classes = MANAGEMENT_AUTHENTICATION
-    permission_classes = [IsTenantManager]
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -229,7 +143,7 @@ def _app_body(app: App) -> dict:
     return AppOutputSerializer(app_get(app_id=app.id)).data
 
 
-class AppListCreateApi(_ManagementApi):
+class AppListCreateApi(ManagementApiView):
     class FilterSerializer(serializers.Serializer):
         mode = serializers.ChoiceField(choices=App.Mode.choices, required=False)
         enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
@@ -275,10 +189,12 @@ class AppListCreateApi(_ManagementApi):
             name=data["name"], mode=data["mode"], description=data["description"],
             graph=data["graph"], model_config=data["model_config"], enabled=data["enabled"],
         )
-        return Response(_app_body(app), status=status.HTTP_201_CREATED)
+        # The webhook secret is shown once, here and when rotated.
+        return Response({**_app_body(app), "webhook_secret": app.webhook_secret},
+                        status=status.HTTP_201_CREATED)
 
 
-class AppDetailApi(_ManagementApi):
+class AppDetailApi(ManagementApiView):
     @extend_schema_serializer(component_name="AppUpdate")
     class UpdateSerializer(StrictInputSerializer):
         name = serializers.CharField(max_length=200, required=False)
@@ -331,7 +247,7 @@ def _known_provider(provider: str) -> str:
     return provider
 
 
-class AppCredentialBindingApi(_ManagementApi):
+class AppCredentialBindingApi(ManagementApiView):
     @extend_schema_serializer(component_name="AppCredentialBindInput")
     class InputSerializer(StrictInputSerializer):
         credential_id = serializers.UUIDField()
@@ -432,7 +348,7 @@ class AppKeyIssuedSerializer(AppKeyOutputSerializer):
     token = serializers.CharField(help_text="The key itself: shown this once, never again.")
 
 
-class AppKeyListCreateApi(_ManagementApi):
+class AppKeyListCreateApi(ManagementApiView):
     @extend_schema_serializer(component_name="AppKeyCreateInput")
     class InputSerializer(StrictInputSerializer):
         name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -506,7 +422,7 @@ class AppKeyListCreateApi(_ManagementApi):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class AppKeyRevokeApi(_ManagementApi):
+class AppKeyRevokeApi(ManagementApiView):
     @extend_schema(
         operation_id="apps_keys_revoke", parameters=[APP_ID, KEY_ID], request=None,
         responses=AppKeyOutputSerializer, summary="Revoke a key: it stops working at once",
@@ -598,7 +514,7 @@ class RunOutputSerializer(serializers.Serializer):
                 self.fields.pop(name)
 
 
-class RunListApi(_ManagementApi):
+class RunListApi(ManagementApiView):
     class FilterSerializer(serializers.Serializer):
         app_id = serializers.UUIDField(required=False)
         status = serializers.ChoiceField(choices=WorkflowRun.Status.choices, required=False)
@@ -643,7 +559,7 @@ class RunListApi(_ManagementApi):
         )
 
 
-class RunDetailApi(_ManagementApi):
+class RunDetailApi(ManagementApiView):
     @extend_schema(operation_id="runs_retrieve", parameters=[RUN_ID], responses=RunOutputSerializer,
                    summary="A run with its inputs, outputs and node executions")
     def get(self, request, run_id):
@@ -694,7 +610,7 @@ class UsageRowSerializer(serializers.Serializer):
         }
 
 
-class UsageApi(_ManagementApi):
+class UsageApi(ManagementApiView):
     class FilterSerializer(serializers.Serializer):
         group_by = serializers.ChoiceField(choices=USAGE_GROUPS)
         app_id = serializers.UUIDField(required=False)
@@ -740,3 +656,14 @@ class UsageApi(_ManagementApi):
             "currency": CURRENCY,
             "data": UsageRowSerializer(rows, many=True).data,
         })
+
+
+class AppWebhookSecretRotateApi(ManagementApiView):
+    @extend_schema(
+        operation_id="apps_webhook_secret_rotate", parameters=[APP_ID], request=None,
+        responses=inline_serializer("WebhookSecret", {"webhook_secret": serializers.CharField()}),
+        summary="Replace the app's webhook signing secret (the new one is shown once)",
+    )
+    def post(self, request, app_id):
+        app = app_get(app_id=app_id)
+        return Response({"webhook_secret": app_webhook_secret_rotate(app=app)})

@@ -36,3 +36,18 @@ class RunNotFound(NotFound):
 class GraphInvalid(ApiError):
     status = 400
     code = "invalid_graph"
+
+
+class AppNotFound(NotFound):
+    code = "app_not_found"
+    message = "App not found."
+
+
+class AppKeyNotFound(NotFound):
+    code = "key_not_found"
+    message = "App key not found."
+
+
+class BindingNotFound(NotFound):
+    code = "binding_not_found"
+    message = "No credential is bound to this app for that provider."

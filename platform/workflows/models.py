@@ -33,6 +33,8 @@ class App(models.Model):
     enabled = models.BooleanField(default=True)
     # Signs webhook deliveries (HMAC-SHA256); encrypted at rest like provider keys.
     webhook_secret = StrictEncryptedTextField(default=new_webhook_secret)
+    # A deleted app stops serving but keeps its runs, which usage and billing reports need.
+    deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
-from workflows.errors import RunNotFound
-from workflows.models import App, WorkflowRun
+from tenants.models import ApiToken
+from workflows.errors import AppKeyNotFound, AppNotFound, RunNotFound
+from workflows.models import App, AppCredentialBinding, NodeExecution, WorkflowRun
 
 
 def _uuid_or_none(value) -> uuid.UUID | None:
@@ -49,3 +50,59 @@ def workflow_run_list(
     if credential_id:
         queryset = queryset.filter(node_executions__credential_id=credential_id).distinct()
     return queryset.order_by("-created_at", "-id")
+
+
+def _bindings_prefetch() -> Prefetch:
+    return Prefetch("credential_bindings", AppCredentialBinding.objects.order_by("provider"))
+
+
+def app_list(*, mode: str | None = None, enabled: bool | None = None) -> QuerySet[App]:
+    """The tenant's apps (deleted ones keep their runs for billing but are not listed)."""
+    queryset = App.objects.filter(deleted_at__isnull=True).prefetch_related(_bindings_prefetch())
+    if mode:
+        queryset = queryset.filter(mode=mode)
+    if enabled is not None:
+        queryset = queryset.filter(enabled=enabled)
+    return queryset.order_by("name", "id")
+
+
+def app_get(*, app_id) -> App:
+    """The app with this id in the current tenant; a malformed, foreign, deleted or missing
+    id all raise the same AppNotFound."""
+    key = _uuid_or_none(app_id)
+    app = app_list().filter(pk=key).first() if key else None
+    if app is None:
+        raise AppNotFound()
+    return app
+
+
+def app_key_list(*, tenant, app: App) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(tenant=tenant, scope=ApiToken.Scope.APP, app_id=app.id).order_by(
+        "-created_at", "-id"
+    )
+
+
+def app_key_get(*, tenant, app: App, key_id) -> ApiToken:
+    """One of this app's keys; another app's or another tenant's key is AppKeyNotFound."""
+    key = _uuid_or_none(key_id)
+    token = app_key_list(tenant=tenant, app=app).filter(pk=key).first() if key else None
+    if token is None:
+        raise AppKeyNotFound()
+    return token
+
+
+def run_get(*, run_id) -> WorkflowRun:
+    """A run of the current tenant with its node executions; malformed, foreign and
+    missing ids all raise the same RunNotFound."""
+    key = _uuid_or_none(run_id)
+    run = (
+        WorkflowRun.objects.select_related("app")
+        .prefetch_related(Prefetch("node_executions", NodeExecution.objects.order_by("index")))
+        .filter(pk=key)
+        .first()
+        if key
+        else None
+    )
+    if run is None:
+        raise RunNotFound()
+    return run

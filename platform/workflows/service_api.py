@@ -39,7 +39,7 @@ def app_for_request(request, *, mode: str | None = None) -> App:
     """The app of the request's key, in the key's tenant (Dify: a deleted or disabled app
     is 403 `forbidden`; the wrong route for the app's mode is 400)."""
     app = App.objects.filter(pk=request.user.token.app_id).first()
-    if app is None:
+    if app is None or app.deleted_at is not None:
         raise AppDisabled("The app no longer exists.")
     if not app.enabled:
         raise AppDisabled()

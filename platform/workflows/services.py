@@ -84,6 +84,30 @@ def app_credential_bind(*, app: App, provider: str, credential: Credential | Non
         AppCredentialBinding.objects.create(app=app, provider=provider, credential=credential)
 
 
+@transaction.atomic
+def app_delete(*, tenant, app: App) -> None:
+    """Retire the app: its keys are revoked and it stops serving, while its runs stay for
+    usage and billing reports."""
+    from tenants.services import api_token_revoke
+
+    for token in ApiToken.objects.filter(tenant=tenant, scope=ApiToken.Scope.APP, app_id=app.id,
+                                         revoked_at__isnull=True):
+        api_token_revoke(token=token)
+    app.enabled = False
+    app.deleted_at = timezone.now()
+    app.save(update_fields=["enabled", "deleted_at", "updated_at"])
+
+
+@transaction.atomic
+def app_webhook_secret_rotate(*, app: App) -> str:
+    """A new webhook secret for the app, returned once; deliveries sign with it from now on."""
+    from workflows.models import new_webhook_secret
+
+    app.webhook_secret = new_webhook_secret()
+    app.save(update_fields=["webhook_secret", "updated_at"])
+    return app.webhook_secret
+
+
 def app_key_issue(*, tenant, app: App, name: str = "", policy: OverridePolicy | None = None):
     """An app-… Service API key for this app of `tenant` (shown once)."""
     return api_token_issue(

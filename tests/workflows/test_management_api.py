@@ -20,7 +20,7 @@ from tenants.services import api_token_hash, api_token_issue
 from tests.conftest import canary_key
 from tests.workflows.test_usage import day_at_noon, llm, record_run
 from workflows.examples import SUMMARIZER
-from workflows.models import App, AppCredentialBinding
+from workflows.models import App, AppCredentialBinding, WorkflowRun
 
 APP_NOT_FOUND = b'{"status":404,"code":"app_not_found","message":"App not found."}'
 
@@ -88,6 +88,8 @@ def test_app_create_retrieve_update_list(api):
     app = created.json()
     assert app["name"] == "Summarizer" and app["mode"] == "workflow" and app["enabled"] is True
     assert app["graph"] == SUMMARIZER and app["credentials"] == []
+    # The webhook secret is shown once, on creation, and never again.
+    assert app.pop("webhook_secret").startswith("whsec_")
     assert api.get(f"/api/apps/{app['id']}").json() == app
 
     patched = send(api, "patch", f"/api/apps/{app['id']}",
@@ -124,6 +126,7 @@ def test_a_bad_graph_is_a_400_naming_the_node_and_nothing_changes(api, tenant_a)
     assert "nope" in body["message"]
     assert_error(create_app(api, graph={}), 400, "invalid_graph")
     app = create_app(api).json()
+    app.pop("webhook_secret")
     assert_error(send(api, "patch", f"/api/apps/{app['id']}", {"graph": bad, "name": "changed"}),
                  400, "invalid_graph", 'node "summarize"')
     assert api.get(f"/api/apps/{app['id']}").json() == app
@@ -502,3 +505,15 @@ def test_schema_validates_without_warnings(tmp_path):
     target = tmp_path / "s.yaml"
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
     assert "/api/usage" in yaml.safe_load(target.read_text())["paths"]
+
+
+def test_webhook_secret_rotates_and_deleted_apps_keep_their_runs(api, tenant_a):
+    app = create_app(api).json()
+    rotated = send(api, "post", f"/api/apps/{app['id']}/webhook-secret/rotate").json()["webhook_secret"]
+    assert rotated.startswith("whsec_") and rotated != app["webhook_secret"]
+    with schema_context(tenant_a.schema_name):
+        run = WorkflowRun.objects.create(app_id=app["id"], graph={}, response_mode="blocking", end_user="u",
+                                         deadline_at=timezone.now() + timedelta(minutes=1))
+    assert send(api, "delete", f"/api/apps/{app['id']}").status_code == 204
+    assert api.get(f"/api/apps/{app['id']}").status_code == 404
+    assert api.get(f"/api/runs/{run.id}").status_code == 200  # billing history survives
