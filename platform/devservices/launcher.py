@@ -183,6 +183,7 @@ def command_run(options) -> int:
         children.append(("web server", web))
         worker = subprocess.Popen(
             [PYTHON, "-m", "celery", "-A", "config.celery_app", "worker", "--loglevel", "WARNING",
+             "--queues", "interactive,background",
              "--concurrency", str(options.concurrency), "--hostname", "keyflow-dev@%h",
              "--beat", "--schedule", str(DATA_DIR / "celerybeat-schedule")],
             env=env,
@@ -301,7 +302,8 @@ def main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="Run the whole platform locally.")
     run.add_argument("--port", type=int, default=int(os.environ.get("KEYFLOW_PORT", "8000")))
-    run.add_argument("--concurrency", type=int, default=2, help="Celery worker processes.")
+    run.add_argument("--concurrency", type=int, default=int(os.environ.get("KEYFLOW_WORKER_CONCURRENCY", "2")),
+                     help="Celery worker processes.")
     test = sub.add_parser("test", help="Lint and run the whole test suite (extra args go to pytest).")
     test.add_argument("--no-lint", dest="lint", action="store_false", help="Skip ruff (local iteration only).")
     options, rest = parser.parse_known_args(argv)

@@ -213,9 +213,12 @@ def workflow_run_enqueue(*, run: WorkflowRun) -> bool:
     sweeper queues it again later: it is accepted, never lost."""
     from workflows.tasks import workflow_run_execute_task
 
+    interactive = run.response_mode in (WorkflowRun.ResponseMode.BLOCKING, WorkflowRun.ResponseMode.STREAMING)
+    queue = settings.KEYFLOW_QUEUE_INTERACTIVE if interactive else settings.KEYFLOW_QUEUE_BACKGROUND
     try:
         workflow_run_execute_task.apply_async(
             args=[str(run.id)],
+            queue=queue,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         )

@@ -15,5 +15,11 @@ def workflow_run_execute_task(run_id: str) -> None:
 @shared_task(name="workflows.runs_sweep_task")
 def runs_sweep_task() -> dict:
     """Across all tenants: re-queue runs stuck in the queue, fail runs whose worker was lost,
-    destroy expired one-off keys."""
-    return runs_sweep()
+    destroy expired one-off keys. Two beat processes started by mistake sweep once: the
+    sweep holds a lock in Redis."""
+    from runevents.locks import single_flight
+
+    with single_flight("runs-sweep", ttl=60) as acquired:
+        if not acquired:
+            return {"skipped": "another sweep is running"}
+        return runs_sweep()

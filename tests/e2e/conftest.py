@@ -89,6 +89,7 @@ def celery_worker(django_db_setup, django_db_blocker, e2e_logs):
         "celery-worker",
         [sys.executable, "-m", "celery", "-A", "config.celery_app", "worker",
          "--loglevel", "INFO", "--concurrency", "2", "--pool", "prefork",
+         "--queues", "interactive,background",
          "--hostname", f"e2e-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
         env, e2e_logs,
     )

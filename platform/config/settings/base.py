@@ -54,6 +54,10 @@ ALLOWED_HOSTS = env.list(
     [*KEYFLOW_PLATFORM_HOSTS, f".{KEYFLOW_BASE_DOMAIN}", "[::1]"],
 )
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# Browsers calling the APIs from other origins (none by default; tokens, not cookies).
+CORS_ALLOWED_ORIGINS = env.list("KEYFLOW_CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/(v1|api)/.*$"
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "idempotency-key"]
 
 # --- Apps ------------------------------------------------------------------------------------
 SHARED_APPS = [
@@ -67,6 +71,7 @@ SHARED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "corsheaders",
     "api",
 ]
 TENANT_APPS = [
@@ -91,6 +96,7 @@ MIDDLEWARE = [
     "config.health.HealthCheckMiddleware",
     "tenants.middleware.TenantRoutingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -154,6 +160,16 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIM
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Queues by kind, so slow background work never delays a client waiting on an answer:
+# interactive = blocking and streaming runs; background = async runs, webhooks, maintenance.
+KEYFLOW_QUEUE_INTERACTIVE = "interactive"
+KEYFLOW_QUEUE_BACKGROUND = "background"
+CELERY_TASK_DEFAULT_QUEUE = KEYFLOW_QUEUE_BACKGROUND
+CELERY_TASK_ROUTES = {
+    "webhooks.*": {"queue": KEYFLOW_QUEUE_BACKGROUND},
+    "workflows.runs_sweep_task": {"queue": KEYFLOW_QUEUE_BACKGROUND},
+}
+KEYFLOW_WORKER_CONCURRENCY = env.int("KEYFLOW_WORKER_CONCURRENCY", 2)
 # Periodic maintenance (run by `celery beat`, or a worker started with -B in development).
 CELERY_BEAT_SCHEDULE = {
     "runs-sweep": {
@@ -230,13 +246,22 @@ SPECTACULAR_SETTINGS = {
 
 # --- Logging ---------------------------------------------------------------------------------
 LOG_LEVEL = env.str("KEYFLOW_LOG_LEVEL", "INFO")
+# "json": one JSON object per line, for log pipelines; "text": for people.
+LOG_FORMAT = env.str("KEYFLOW_LOG_FORMAT", "json" if env.is_production else "text")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("KEYFLOW_LOG_FORMAT must be json or text.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "text"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

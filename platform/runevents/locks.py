@@ -1,0 +1,29 @@
+"""A Redis lock for periodic work that must not run twice at once (two beats, say)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+from django.conf import settings
+
+_RELEASE = """
+if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) end
+return 0
+"""
+
+
+@contextmanager
+def single_flight(name: str, *, ttl: int) -> Iterator[bool]:
+    """Yield True for the one holder of `name` (for at most `ttl` seconds), else False."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    key, token = f"kf:lock:{name}", secrets.token_hex(16)
+    acquired = bool(client.set(key, token, nx=True, ex=ttl))
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            client.eval(_RELEASE, 1, key, token)
+        client.close()
