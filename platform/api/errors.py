@@ -19,10 +19,13 @@ class ApiError(Exception):
     code = "invalid_param"
     message = "The request is invalid."
 
-    def __init__(self, message: str | None = None, *, code: str | None = None, status: int | None = None):
+    def __init__(self, message: str | None = None, *, code: str | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None):
         self.message = message or self.message
         self.code = code or self.code
         self.status = status or self.status
+        # Response headers that go with the error, e.g. Retry-After on a 429.
+        self.headers = dict(headers or {})
         super().__init__(self.message)
 
 
@@ -92,7 +95,7 @@ def _validation_message(detail) -> str:
 def api_exception_handler(exc, context):
     """DRF exception handler: every error leaves as Dify's error body."""
     if isinstance(exc, ApiError):
-        return Response(error_body(exc.status, exc.code, exc.message), status=exc.status)
+        return Response(error_body(exc.status, exc.code, exc.message), status=exc.status, headers=exc.headers)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # an unexpected error: Django logs it and answers 500
