@@ -1,0 +1,479 @@
+#!/usr/bin/env python3
+"""Keyflow benchmarks against a direct provider call. One command per benchmark:
+
+    .venv/bin/python bench/run.py overhead     [--pairs 300]
+    .venv/bin/python bench/run.py throughput   [--seconds 15] [--levels 1,8,32,128]
+    .venv/bin/python bench/run.py streams      [--streams 200]
+    .venv/bin/python bench/run.py resolution   (in-process: SQL, SET search_path, CPU per step)
+    .venv/bin/python bench/run.py tenants      [--schemas 100]
+
+(`python3 bench/run.py …` re-runs itself inside .venv.) Each starts its own embedded
+PostgreSQL + valkey, fake LLM provider, web server and Celery worker, and stops them.
+Every figure is paired with the same call made directly with the openai SDK to the same
+fake provider, interleaved in the same run. Benchmarks print figures; they assert nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+if Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve() and VENV_PYTHON.exists():
+    os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
+
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+
+import httpx  # noqa: E402
+import openai  # noqa: E402
+
+from stack import Stack, say  # noqa: E402
+
+TEXT = ("Keyflow runs LLM workflows for many tenants and lets every request choose whose "
+        "provider key pays for it. ") * 4
+USER = "bench-user"
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary(values: list[float]) -> dict:
+    return {"n": len(values), "median": pct(values, 50), "p95": pct(values, 95), "p99": pct(values, 99),
+            "mean": statistics.fmean(values) if values else float("nan")}
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [[h for h in headers]] + [[f"{c:.1f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths)) + " |" for r in cells[1:]]
+    return "\n".join(lines)
+
+
+def verdict(value: float, target: float) -> str:
+    return "met" if value <= target else "MISSED"
+
+
+# --- clients -----------------------------------------------------------------------------------
+
+class Clients:
+    """A Keyflow Service API client (httpx) and a direct provider client (openai SDK)."""
+
+    def __init__(self, stack: Stack, connections: int = 16):
+        seed = stack.seed
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self.keyflow = httpx.AsyncClient(base_url=stack.base_url, timeout=300, limits=limits,
+                                         headers={"Authorization": f"Bearer {seed['token']}"})
+        self.direct = openai.AsyncOpenAI(
+            api_key=seed["api_key"], base_url=seed["base_url"], max_retries=0, timeout=300,
+            http_client=httpx.AsyncClient(limits=limits, timeout=300),
+        )
+        system, user = seed["messages"]
+        self.messages = [{"role": system["role"], "content": system["text"]},
+                         {"role": "user", "content": user["text"].replace("{{ start.text }}", TEXT)}]
+        self.model = seed["model"]
+        self.max_tokens = seed["max_tokens"]
+        self.marks: list[tuple[str, float, float]] = []  # blocking runs: (run id, sent, received)
+
+    async def close(self):
+        await self.keyflow.aclose()
+        await self.direct.close()
+
+    def body(self, mode: str) -> dict:
+        return {"inputs": {"text": TEXT}, "response_mode": mode, "user": USER}
+
+    async def keyflow_blocking(self) -> tuple[float, float | None]:
+        """(latency ms, X-Keyflow-Platform-Time-Ms); raises on anything but a succeeded run."""
+        sent = time.time()
+        started = time.perf_counter()
+        response = await self.keyflow.post("/v1/workflows/run", json=self.body("blocking"))
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200 or response.json()["data"]["status"] != "succeeded":
+            raise RuntimeError(f"keyflow {response.status_code}: {response.text[:300]}")
+        platform = response.headers.get("X-Keyflow-Platform-Time-Ms")
+        self.marks.append((response.json()["workflow_run_id"], sent, time.time()))
+        return elapsed, float(platform) if platform else None
+
+    async def keyflow_async(self) -> float:
+        started = time.perf_counter()
+        response = await self.keyflow.post("/v1/workflows/run", json=self.body("async"))
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 202:
+            raise RuntimeError(f"keyflow async {response.status_code}: {response.text[:300]}")
+        self.last_async_id = response.json()["workflow_run_id"]
+        return elapsed
+
+    async def keyflow_streaming(self) -> dict:
+        """ms to the first SSE event, the first text_chunk, and the end."""
+        marks: dict[str, float] = {}
+        started = time.perf_counter()
+        async with self.keyflow.stream("POST", "/v1/workflows/run", json=self.body("streaming")) as response:
+            if response.status_code != 200:
+                raise RuntimeError(f"keyflow stream {response.status_code}: {(await response.aread())[:300]}")
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                now = (time.perf_counter() - started) * 1000
+                marks.setdefault("first_event", now)
+                event = json.loads(line[5:])
+                if event.get("event") == "text_chunk":
+                    marks.setdefault("first_text", now)
+                if event.get("event") in ("workflow_finished", "error"):
+                    if event.get("event") == "error" or event["data"].get("status") != "succeeded":
+                        raise RuntimeError(f"keyflow stream ended with {line[:300]}")
+                    marks["end"] = now
+                    break
+        return marks
+
+    async def direct_blocking(self) -> float:
+        started = time.perf_counter()
+        await self.direct.chat.completions.create(model=self.model, messages=self.messages,
+                                                  max_tokens=self.max_tokens, user=USER)
+        return (time.perf_counter() - started) * 1000
+
+    async def direct_streaming(self) -> dict:
+        marks: dict[str, float] = {}
+        started = time.perf_counter()
+        stream = await self.direct.chat.completions.create(
+            model=self.model, messages=self.messages, max_tokens=self.max_tokens, user=USER,
+            stream=True, stream_options={"include_usage": True})
+        async for chunk in stream:
+            now = (time.perf_counter() - started) * 1000
+            marks.setdefault("first_event", now)
+            if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
+                marks.setdefault("first_text", now)
+        marks["end"] = (time.perf_counter() - started) * 1000
+        return marks
+
+
+def machine() -> str:
+    import subprocess
+
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal"))
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                          text=True).stdout.strip()
+    return (f"{time.strftime('%Y-%m-%d %H:%M')} | nproc {os.cpu_count()} | RAM {mem_kb / 1024 / 1024:.0f} GiB"
+            f" | {head} | Python {sys.version.split()[0]}")
+
+
+def stack_from(options) -> Stack:
+    return Stack(web=options.web, web_workers=options.web_workers,
+                 worker_concurrency=options.worker_concurrency, worker_pool=options.worker_pool)
+
+
+def describe(options) -> str:
+    web = "uvicorn (1 process)" if options.web == "uvicorn" else f"gunicorn -w {options.web_workers} UvicornWorker"
+    return f"web: {web}; Celery: {options.worker_pool} x{options.worker_concurrency}, queues interactive,background"
+
+
+def timeline(stack: Stack, marks: list[tuple[str, float, float]]) -> list[list]:
+    """Where a blocking run's time goes, from the timestamps Keyflow itself stores (created,
+    claimed by the worker, LLM node start/end, finished) and the client's send/receive times."""
+    import psycopg
+
+    sent = {run_id: (s, r) for run_id, s, r in marks}
+    schema = stack.seed["tenant"]
+    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+        rows = conn.execute(
+            f'SELECT r.id::text, extract(epoch FROM r.created_at), extract(epoch FROM r.started_at), '
+            f'extract(epoch FROM n.created_at), extract(epoch FROM n.finished_at), extract(epoch FROM r.finished_at) '
+            f'FROM "{schema}".workflows_workflowrun r JOIN "{schema}".workflows_nodeexecution n '
+            f"ON n.run_id = r.id AND n.node_type = 'llm' WHERE r.id::text = ANY(%s)", [list(sent)]).fetchall()
+    phases: dict[str, list[float]] = {k: [] for k in (
+        "client send -> run row created (web: auth, validation, plan)",
+        "run created -> claimed by worker (commit, enqueue, broker, prefork)",
+        "claimed -> LLM node started (graph, start node, events)",
+        "LLM node (credential, provider call, save)",
+        "LLM node end -> run finished (end node, totals)",
+        "run finished -> client received (final event, reload, response)")}
+    for run_id, created, claimed, llm_start, llm_end, finished in rows:
+        s, r = sent[run_id]
+        values = [float(created) - s, float(claimed) - float(created), float(llm_start) - float(claimed),
+                  float(llm_end) - float(llm_start), float(finished) - float(llm_end), r - float(finished)]
+        for key, value in zip(phases, values):
+            phases[key].append(value * 1000)
+    return [[name, pct(v, 50), pct(v, 95), pct(v, 99)] for name, v in phases.items()]
+
+
+# --- 1. overhead -------------------------------------------------------------------------------
+
+async def overhead(stack: Stack, options) -> None:
+    clients = Clients(stack, connections=4)
+    try:
+        for _ in range(options.warmup):
+            await clients.keyflow_blocking()
+            await clients.direct_blocking()
+            await clients.keyflow_streaming()
+            await clients.direct_streaming()
+        added, kf, direct, platform = [], [], [], []
+        s_added_first, s_added_text, s_kf_first, s_kf_text, s_direct_text, s_added_end = [], [], [], [], [], []
+        for i in range(options.pairs):
+            if random.random() < 0.5:
+                k, p = await clients.keyflow_blocking()
+                d = await clients.direct_blocking()
+            else:
+                d = await clients.direct_blocking()
+                k, p = await clients.keyflow_blocking()
+            kf.append(k), direct.append(d), added.append(k - d)
+            if p is not None:
+                platform.append(p)
+            if random.random() < 0.5:
+                ks = await clients.keyflow_streaming()
+                ds = await clients.direct_streaming()
+            else:
+                ds = await clients.direct_streaming()
+                ks = await clients.keyflow_streaming()
+            s_kf_first.append(ks["first_event"]), s_kf_text.append(ks["first_text"])
+            s_direct_text.append(ds["first_text"])
+            s_added_first.append(ks["first_event"] - ds["first_text"])
+            s_added_text.append(ks["first_text"] - ds["first_text"])
+            s_added_end.append(ks["end"] - ds["end"])
+            if (i + 1) % 100 == 0:
+                say(f"overhead: {i + 1}/{options.pairs} pairs")
+    finally:
+        await clients.close()
+    marks = clients.marks[-options.pairs:]
+    phases = timeline(stack, marks)
+
+    rows = []
+    for name, values in [
+        ("blocking: Keyflow latency", kf), ("blocking: direct SDK latency", direct),
+        ("blocking: added (Keyflow - direct)", added),
+        ("blocking: X-Keyflow-Platform-Time-Ms", platform),
+        ("streaming: Keyflow first SSE event", s_kf_first),
+        ("streaming: Keyflow first text_chunk", s_kf_text),
+        ("streaming: direct first token", s_direct_text),
+        ("streaming: added, first event - direct first token", s_added_first),
+        ("streaming: added, first text_chunk - direct first token", s_added_text),
+        ("streaming: added, end of stream", s_added_end),
+    ]:
+        s = summary(values)
+        rows.append([name, s["n"], s["median"], s["p95"], s["p99"]])
+    ratio = pct(kf, 50) / pct(direct, 50)
+    print(f"\n## Overhead per run ({options.pairs} interleaved pairs, sequential, fake provider instant)")
+    print(f"{machine()}\n{describe(options)}\n")
+    print(table(["ms", "n", "median", "p95", "p99"], rows))
+    print("\nWhere a blocking run's time goes (Keyflow's own timestamps; ms):\n")
+    print(table(["phase", "median", "p95", "p99"], phases))
+    a, f = summary(added), summary(s_added_text)
+    print(f"\nmedian Keyflow/direct latency ratio: {ratio:.1f}x")
+    print(f"target added median <= 15 ms: {a['median']:.1f} ms -> {verdict(a['median'], 15)}")
+    print(f"target added p99 <= 50 ms: {a['p99']:.1f} ms -> {verdict(a['p99'], 50)}")
+    print(f"target first streamed event median <= 30 ms (added, first event): "
+          f"{summary(s_added_first)['median']:.1f} ms -> {verdict(summary(s_added_first)['median'], 30)}")
+    print(f"  (first text_chunk, added: median {f['median']:.1f} ms -> {verdict(f['median'], 30)})")
+
+
+# --- 2. throughput -----------------------------------------------------------------------------
+
+async def closed_loop(call, concurrency: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    deadline = time.perf_counter() + seconds
+
+    async def client():
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                await call()
+            except Exception as exc:  # counted, shown by type
+                key = f"{type(exc).__name__}: {str(exc)[:80]}"
+                errors[key] = errors.get(key, 0) + 1
+                await asyncio.sleep(0.05)
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    duration = time.perf_counter() - started
+    return {"ok": len(latencies), "errors": sum(errors.values()), "error_kinds": errors, "seconds": duration,
+            "rate": len(latencies) / duration, **{k: pct(latencies, p) for k, p in
+                                                    (("p50", 50), ("p95", 95), ("p99", 99))}}
+
+
+async def throughput(stack: Stack, options) -> None:
+    levels = [int(x) for x in options.levels.split(",")]
+    clients = Clients(stack, connections=max(levels) + 8)
+    rows, notes = [], []
+    try:
+        for _ in range(options.warmup):
+            await clients.keyflow_blocking()
+        for level in levels:
+            say(f"throughput: {level} clients, Keyflow blocking")
+            kf = await closed_loop(lambda: clients.keyflow_blocking(), level, options.seconds)
+            say(f"throughput: {level} clients, direct SDK")
+            direct = await closed_loop(clients.direct_blocking, level, min(options.seconds, 5))
+            rows.append([level, kf["rate"], kf["errors"], kf["p50"], kf["p95"], kf["p99"],
+                         direct["rate"], direct["p50"], direct["p99"], f"{direct['rate'] / max(kf['rate'], 1e-9):.0f}x"])
+            if kf["error_kinds"]:
+                notes.append(f"{level} clients errors: {kf['error_kinds']}")
+            await asyncio.sleep(2)  # let the worker settle between levels
+        say("throughput: async submissions")
+        accepted = await closed_loop(clients.keyflow_async, options.async_clients, options.async_seconds)
+        drain_started = time.perf_counter()
+        drained = None
+        while time.perf_counter() - drain_started < options.drain_timeout:
+            response = await clients.keyflow.get(f"/v1/workflows/run/{clients.last_async_id}")
+            if response.status_code == 200 and response.json()["status"] in ("succeeded", "failed", "stopped"):
+                drained = time.perf_counter() - drain_started
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await clients.close()
+    web_rss, worker_rss = stack.child("web").rss_mb(), stack.child("worker").rss_mb()
+
+    print(f"\n## Throughput (closed loop, {options.seconds:.0f} s per level; direct SDK 5 s per level)")
+    print(f"{machine()}\n{describe(options)}\n")
+    print(table(["clients", "Keyflow runs/s", "errors", "p50 ms", "p95 ms", "p99 ms",
+                 "direct calls/s", "direct p50", "direct p99", "direct/Keyflow"], rows))
+    for note in notes:
+        print(f"  {note}")
+    best = max(r[1] for r in rows)
+    print(f"\nasync mode, {options.async_clients} clients for {options.async_seconds:.0f} s: "
+          f"{accepted['rate']:.0f} accepted runs/s (p50 {accepted['p50']:.1f} ms, p99 {accepted['p99']:.1f} ms, "
+          f"errors {accepted['errors']}); backlog of {accepted['ok']} drained "
+          + (f"{drained:.1f} s after the burst" if drained is not None else f"not within {options.drain_timeout:.0f} s")
+          + (f" (~{accepted['ok'] / (options.async_seconds + drained):.0f} runs/s executed)" if drained else ""))
+    print(f"RSS after the run: web {web_rss:.0f} MB, worker (all processes) {worker_rss:.0f} MB")
+    print(f"target >= 240 completed runs/s: best {best:.0f} -> {'met' if best >= 240 else 'MISSED'}")
+    print(f"target >= 500 accepted async runs/s: {accepted['rate']:.0f} -> "
+          f"{'met' if accepted['rate'] >= 500 else 'MISSED'}")
+
+
+# --- 5. concurrent streams ---------------------------------------------------------------------
+
+async def streams(stack: Stack, options) -> None:
+    clients = Clients(stack, connections=options.streams + 8)
+    samples: list[tuple[float, float]] = []
+    stop = asyncio.Event()
+
+    async def sample_rss():
+        while not stop.is_set():
+            samples.append((stack.child("web").rss_mb(), stack.child("worker").rss_mb()))
+            await asyncio.sleep(0.5)
+
+    try:
+        await clients.keyflow_streaming()
+        idle = (stack.child("web").rss_mb(), stack.child("worker").rss_mb())
+        sampler = asyncio.create_task(sample_rss())
+        started = time.perf_counter()
+        results = await asyncio.gather(*(clients.keyflow_streaming() for _ in range(options.streams)),
+                                       return_exceptions=True)
+        wall = time.perf_counter() - started
+        stop.set()
+        await sampler
+        direct_started = time.perf_counter()
+        direct = await asyncio.gather(*(clients.direct_streaming() for _ in range(options.streams)),
+                                      return_exceptions=True)
+        direct_wall = time.perf_counter() - direct_started
+    finally:
+        await clients.close()
+    ok = [r for r in results if isinstance(r, dict)]
+    failed = [r for r in results if not isinstance(r, dict)]
+    direct_ok = [r for r in direct if isinstance(r, dict)]
+    print(f"\n## {options.streams} concurrent streaming runs at once")
+    print(f"{machine()}\n{describe(options)}\n")
+    print(table(["", "completed", "failed", "wall s", "first event p50 ms", "first event p99 ms", "end p50 ms", "end p99 ms"], [
+        ["Keyflow", len(ok), len(failed), wall, pct([r["first_event"] for r in ok], 50),
+         pct([r["first_event"] for r in ok], 99), pct([r["end"] for r in ok], 50), pct([r["end"] for r in ok], 99)],
+        ["direct SDK", len(direct_ok), len(direct) - len(direct_ok), direct_wall,
+         pct([r["first_event"] for r in direct_ok], 50), pct([r["first_event"] for r in direct_ok], 99),
+         pct([r["end"] for r in direct_ok], 50), pct([r["end"] for r in direct_ok], 99)],
+    ]))
+    if failed:
+        kinds: dict[str, int] = {}
+        for exc in failed:
+            kinds[f"{type(exc).__name__}: {str(exc)[:80]}"] = kinds.get(f"{type(exc).__name__}: {str(exc)[:80]}", 0) + 1
+        print(f"  failures: {kinds}")
+    peak_web = max((s[0] for s in samples), default=idle[0])
+    peak_worker = max((s[1] for s in samples), default=idle[1])
+    print(f"\nRSS web: {idle[0]:.0f} MB idle -> {peak_web:.0f} MB peak; "
+          f"worker (all processes): {idle[1]:.0f} MB idle -> {peak_worker:.0f} MB peak")
+
+
+# --- main --------------------------------------------------------------------------------------
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
+    parser.add_argument("benchmark", choices=["overhead", "throughput", "streams", "resolution", "tenants"])
+    parser.add_argument("--web", choices=["uvicorn", "gunicorn"], default="uvicorn")
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn -w (with --web gunicorn)")
+    parser.add_argument("--worker-concurrency", type=int, default=int(os.environ.get("KEYFLOW_WORKER_CONCURRENCY", 2)))
+    parser.add_argument("--worker-pool", default="prefork")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--pairs", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--levels", default="1,8,32,128")
+    parser.add_argument("--async-clients", type=int, default=32)
+    parser.add_argument("--async-seconds", type=float, default=5)
+    parser.add_argument("--drain-timeout", type=float, default=180)
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--schemas", type=int, default=100)
+    parser.add_argument("--profile", metavar="DIR", help="record py-spy profiles of web and worker into DIR")
+    options = parser.parse_args(argv)
+
+    if options.benchmark in ("resolution", "tenants"):
+        import inproc
+
+        return inproc.main(options)
+    work = {"overhead": overhead, "throughput": throughput, "streams": streams}[options.benchmark]
+    with stack_from(options) as stack:
+        profilers = start_profilers(stack, options.profile) if options.profile else []
+        try:
+            asyncio.run(work(stack, options))
+        finally:
+            stop_profilers(profilers)
+    return 0
+
+
+def start_profilers(stack: Stack, directory: str):
+    """py-spy (installed by hand, profiling only) on the web server and every worker process."""
+    import subprocess
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    spy = str(REPO_ROOT / ".venv" / "bin" / "py-spy")
+    processes = []
+    for name in ("web", "worker"):
+        for pid in stack.child(name).pids():
+            out = Path(directory) / f"{name}-{pid}.txt"
+            processes.append(subprocess.Popen(
+                [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--output", str(out),
+                 "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return processes
+
+
+def stop_profilers(processes) -> None:
+    import signal
+
+    for process in processes:
+        process.send_signal(signal.SIGINT)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except Exception:
+            process.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

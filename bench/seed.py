@@ -1,0 +1,54 @@
+"""Seed one tenant for the benchmarks and print what the clients need, as one JSON line.
+
+Run with the stack's environment: `python bench/seed.py` (DATABASE_URL etc. set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "platform"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django_tenants.utils import tenant_context  # noqa: E402
+
+from credentials.resolution import OverridePolicy  # noqa: E402
+from credentials.services import credential_create  # noqa: E402
+from tenants.services import tenant_provision  # noqa: E402
+from workflows.examples import SUMMARIZER  # noqa: E402
+from workflows.services import app_create, app_key_issue  # noqa: E402
+
+BENCH_KEY = "sk-bench-default-0123456789abcdef"
+OTHER_KEY = "sk-bench-override-0123456789abcdef"
+
+
+def main() -> None:
+    fake_url = os.environ["KEYFLOW_FAKE_LLM_URL"]
+    tenant = tenant_provision(name="Bench", slug="bench", admin_email="admin@bench.test").tenant
+    with tenant_context(tenant):
+        default = credential_create(provider="openai", name="default", secrets={"api_key": BENCH_KEY},
+                                    config={"base_url": fake_url + "/v1"}, is_default=True)
+        other = credential_create(provider="openai", name="other", secrets={"api_key": OTHER_KEY},
+                                  config={"base_url": fake_url + "/v1"})
+        app = app_create(name="Summarizer", graph=SUMMARIZER)
+        policy = OverridePolicy(allow_inline=True, inline_endpoint_hosts=frozenset({"127.0.0.1"}))
+        token = app_key_issue(tenant=tenant, app=app, policy=policy).token
+    llm = next(n for n in SUMMARIZER["nodes"] if n["type"] == "llm")
+    print(json.dumps({
+        "token": token, "tenant": tenant.schema_name, "default_credential": str(default.id),
+        "other_credential": str(other.id), "api_key": BENCH_KEY, "other_key": OTHER_KEY,
+        "base_url": fake_url + "/v1", "model": llm["model"], "messages": llm["messages"],
+        "max_tokens": llm["parameters"]["max_tokens"],
+    }))
+
+
+if __name__ == "__main__":
+    main()
