@@ -171,8 +171,12 @@ def machine() -> str:
 
     mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                   if line.startswith("MemTotal"))
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                          text=True).stdout.strip()
+    head = os.environ.get("BENCH_REV") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "platform"],
+                           cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+    if dirty:
+        head += " + uncommitted changes under platform/"
     return (f"{time.strftime('%Y-%m-%d %H:%M')} | nproc {os.cpu_count()} | RAM {mem_kb / 1024 / 1024:.0f} GiB"
             f" | {head} | Python {sys.version.split()[0]}")
 
