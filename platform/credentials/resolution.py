@@ -54,6 +54,9 @@ class OverridePolicy:
     allow_inline: bool = False
     # Hosts an inline key's endpoint (base_url) may point at; empty forbids any endpoint.
     inline_endpoint_hosts: frozenset[str] = frozenset()
+    # Not about overrides, but stored in the same policy: the key's own requests-per-minute
+    # limit, read by api.throttling (None: the platform default).
+    rate_limit_per_minute: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -67,7 +70,7 @@ class OverridePolicy:
         if not isinstance(data, Mapping):
             raise PolicyInvalid("policy must be an object.")
         unknown = set(data) - {"allow_overrides", "override_providers", "allow_inline_keys",
-                               "inline_endpoint_hosts"}
+                               "inline_endpoint_hosts", "rate_limit_per_minute"}
         if unknown:
             raise PolicyInvalid(f"policy: unknown field(s) {', '.join(sorted(map(str, unknown)))}.")
 
@@ -85,6 +88,11 @@ class OverridePolicy:
                 raise PolicyInvalid(f"policy.{name} must be a list of names.")
             return [v.strip() for v in value]
 
+        rate_limit = data.get("rate_limit_per_minute")
+        if rate_limit is not None and (
+            isinstance(rate_limit, bool) or not isinstance(rate_limit, int) or rate_limit < 1
+        ):
+            raise PolicyInvalid("policy.rate_limit_per_minute must be a positive integer.")
         providers = names("override_providers", nullable=True)
         if providers is not None:
             unknown_providers = set(providers) - set(provider_registry().ids())
@@ -97,15 +105,19 @@ class OverridePolicy:
             providers=frozenset(providers) if providers is not None else None,
             allow_inline=flag("allow_inline_keys", False),
             inline_endpoint_hosts=frozenset(names("inline_endpoint_hosts", nullable=False)),
+            rate_limit_per_minute=rate_limit,
         )
 
     def to_dict(self) -> dict:
-        return {
+        body = {
             "allow_overrides": self.allow_overrides,
             "override_providers": sorted(self.providers) if self.providers is not None else None,
             "allow_inline_keys": self.allow_inline,
             "inline_endpoint_hosts": sorted(self.inline_endpoint_hosts),
         }
+        if self.rate_limit_per_minute is not None:
+            body["rate_limit_per_minute"] = self.rate_limit_per_minute
+        return body
 
 
 @dataclass(frozen=True)
