@@ -28,4 +28,10 @@ def tenant_get_by_host(*, hostname: str) -> Tenant | None:
 
 
 def tenant_list() -> list[Tenant]:
-    return list(Tenant.objects.exclude(schema_name="public").order_by("slug"))
+    """Every tenant (not the public schema, nor the template new tenants are cloned from)."""
+    from django.conf import settings
+
+    return list(
+        Tenant.objects.exclude(schema_name__in=["public", getattr(settings, "TENANT_BASE_SCHEMA", "")])
+        .order_by("slug")
+    )

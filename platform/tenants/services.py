@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
@@ -128,12 +128,35 @@ def tenant_provision_check(*, name: str, slug: str, admin_email: str) -> TenantR
     return request
 
 
+def tenant_template_ensure() -> bool:
+    """Create the template schema new tenants are cloned from, if it is missing.
+
+    It is a Tenant row (suspended, without domains or users) so that migrate_schemas keeps
+    it migrated with every other tenant. Returns True when it was created now.
+    """
+    base = getattr(settings, "TENANT_BASE_SCHEMA", None)
+    if not settings.TENANT_CREATION_FAKES_MIGRATIONS or not base:
+        return False
+    if Tenant.objects.filter(schema_name=base).exists():
+        return False
+    try:
+        with transaction.atomic():
+            Tenant(name="Tenant template", slug=base.replace("_", "-"), schema_name=base,
+                   status=Tenant.Status.SUSPENDED).save(verbosity=0)
+    except IntegrityError:
+        return False  # created meanwhile by another process
+    logger.info("Created the tenant template schema %s", base)
+    return True
+
+
 def tenant_provision(*, name: str, slug: str, admin_email: str) -> ProvisionedTenant:
-    """Create a tenant: its schema (migrated), its domain and its first admin user.
+    """Create a tenant: its schema (cloned from the template, or migrated), its domain and
+    its first admin user.
 
     Either all of it exists afterwards or none of it does.
     """
     request = tenant_provision_check(name=name, slug=slug, admin_email=admin_email)
+    tenant_template_ensure()
     slug, admin_email = request.slug, request.admin_email
     schema_name, domain_name = request.schema_name, request.domain_name
 

@@ -160,12 +160,10 @@ class RunExecution:
 
     def _name_conversation(self) -> None:
         """After a conversation's first answer, name it (when the client asked for that)."""
+        if not self._naming_pending():
+            return
         run = self.run
-        if not run.conversation_id or run.status != WorkflowRun.Status.SUCCEEDED:
-            return
         conversation = run.conversation
-        if conversation.name:
-            return
         from workflows.conversations import conversation_name_generate
 
         try:
@@ -232,8 +230,20 @@ class RunExecution:
             provider_time=run.provider_time + self.provider_seconds,
         )
         run.refresh_from_db()
+        if not self._naming_pending():
+            # Destroyed before anyone hears the run ended: a client that gets its answer
+            # can rely on the one-off key being gone.
+            inline_credentials_destroy(run_id=run.pk)
         if updated:
             run_ended(run, self.events)
+
+    def _naming_pending(self) -> bool:
+        """A new conversation still to be named by the credential that served it."""
+        run = self.run
+        return bool(
+            run.conversation_id and run.status == WorkflowRun.Status.SUCCEEDED
+            and not run.conversation.name
+        )
 
     # -- nodes --
 

@@ -117,3 +117,24 @@ def test_tenant_delete_command_requires_confirm(db):
     assert schema_exists("theta")
     call_command("tenant_delete", "theta", confirm="theta")
     assert not schema_exists("theta")
+
+
+def test_tenants_are_cloned_from_a_migrated_template(db, tenant_a):
+    from django.conf import settings
+
+    from tenants.selectors import tenant_list
+
+    template = Tenant.objects.get(schema_name=settings.TENANT_BASE_SCHEMA)
+    assert template.status == Tenant.Status.SUSPENDED and not template.domains.exists()
+    assert settings.TENANT_BASE_SCHEMA not in [t.schema_name for t in tenant_list()]
+
+    def applied(schema):
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT app, name FROM "{schema}".django_migrations ORDER BY app, name')
+            return cursor.fetchall()
+
+    provisioned = tenant_provision(name="Iota", slug="iota", admin_email="a@iota.test")
+    assert applied("iota") == applied(settings.TENANT_BASE_SCHEMA) == applied("alpha")
+    with schema_context("iota"):
+        assert get_user_model().objects.count() == 1  # only its own admin, nothing of the template
+        assert get_user_model().objects.get().check_password(provisioned.admin_password)

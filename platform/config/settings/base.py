@@ -91,6 +91,11 @@ TENANT_DOMAIN_MODEL = "tenants.Domain"
 PUBLIC_SCHEMA_NAME = "public"
 # Only switch search_path when the tenant actually changes.
 TENANT_LIMIT_SET_CALLS = True
+# New tenants are cloned from a migrated template schema (kept up to date by
+# migrate_schemas like any tenant), so sign-up stays fast however many migrations exist.
+TENANT_CREATION_FAKES_MIGRATIONS = env.bool("KEYFLOW_TENANT_FROM_TEMPLATE", default=True)
+TENANT_BASE_SCHEMA = "tenant_template"
+TENANT_MULTIPROCESSING_MAX_PROCESSES = env.int("KEYFLOW_MIGRATE_PROCESSES", 2)
 
 MIDDLEWARE = [
     "config.health.HealthCheckMiddleware",
@@ -271,7 +276,9 @@ LOGGING = {
 
 # --- Keyflow ---------------------------------------------------------------------------------
 # Tenant slugs the platform keeps for itself (they would clash with hosts or schemas).
-KEYFLOW_RESERVED_SLUGS = ["public", "www", "admin", "api", "static", "platform", "default"]
+KEYFLOW_RESERVED_SLUGS = [
+    "public", "www", "admin", "api", "static", "platform", "default", "tenant-template",
+]
 KEYFLOW_FAKE_LLM_URL = env.str("KEYFLOW_FAKE_LLM_URL")
 KEYFLOW_PROVIDERS = env.list(
     "KEYFLOW_PROVIDERS",
