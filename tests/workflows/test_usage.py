@@ -271,7 +271,8 @@ def test_admin_usage_page_is_for_staff_only(db, provisioned_tenants, tenant_a):
 
     client = Client(HTTP_HOST="alpha.localhost")
     with schema_context(tenant_a.schema_name):
-        get_user_model().objects.create_user(username="viewer", password="pw-12345-long")
-        assert client.login(username="viewer", password="pw-12345-long")  # signed in, not staff
+        viewer = get_user_model().objects.create_user(username="viewer", password="pw-12345-long")
+        # force_login: django-axes refuses authenticate() calls that carry no request.
+        client.force_login(viewer)  # signed in, not staff
     response = client.get("/admin/usage/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
