@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
@@ -73,6 +75,10 @@ SHARED_APPS = [
     "drf_spectacular",
     "corsheaders",
     "api",
+    # Failed sign-ins are recorded in the schema of the admin they target (platform operators'
+    # in public, each tenant's in its own), like the users they protect: a lockout on one
+    # tenant's admin never locks the same username out of another's.
+    "axes",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -80,6 +86,7 @@ TENANT_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.admin",
+    "axes",
     "credentials",
     "workflows",
     "webhooks",
@@ -99,6 +106,7 @@ TENANT_MULTIPROCESSING_MAX_PROCESSES = env.int("KEYFLOW_MIGRATE_PROCESSES", 2)
 
 MIDDLEWARE = [
     "config.health.HealthCheckMiddleware",
+    "api.limits.RequestLimitsMiddleware",
     "tenants.middleware.TenantRoutingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -109,6 +117,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls_tenant"
@@ -204,6 +214,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out username+IP before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# The database handler stores attempts in the current schema (see SHARED_APPS).
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("KEYFLOW_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("KEYFLOW_LOGIN_LOCKOUT_MINUTES", 15))
+# A username is locked out from one address only: a guesser elsewhere cannot lock the real
+# admin out. The address is the one the HTTP server reports (uvicorn's --proxy-headers and
+# --forwarded-allow-ips decide whether X-Forwarded-For is trusted).
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.is_production
 CSRF_COOKIE_SECURE = env.is_production
@@ -241,6 +266,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "api.errors.api_exception_handler",
+    # Per token (app-… and kf-…), every API view, the async ones included.
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ApiTokenRateThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Keyflow API",
@@ -300,6 +327,12 @@ KEYFLOW_PROVIDER_MAX_ATTEMPTS = env.int("KEYFLOW_PROVIDER_MAX_ATTEMPTS", 4)
 KEYFLOW_PROVIDER_MAX_BACKOFF = env.int("KEYFLOW_PROVIDER_MAX_BACKOFF", 30)
 KEYFLOW_MAX_INPUT_BYTES = env.int("KEYFLOW_MAX_INPUT_BYTES", 256 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
+# Request limits (api.limits): a larger announced body is refused with 413, deeper JSON on
+# the APIs with 400. Header sections are bounded by uvicorn (h11: 16 KiB) before Django.
+KEYFLOW_MAX_BODY_BYTES = env.int("KEYFLOW_MAX_BODY_BYTES", 1024 * 1024)
+KEYFLOW_MAX_JSON_DEPTH = env.int("KEYFLOW_MAX_JSON_DEPTH", 64)
+# Requests a minute per API token; an app key's policy["rate_limit_per_minute"] overrides it.
+KEYFLOW_API_RATE_LIMIT_PER_MINUTE = env.int("KEYFLOW_API_RATE_LIMIT_PER_MINUTE", 600)
 
 # How users reach Keyflow, for links printed by commands and shown in the admin.
 KEYFLOW_PUBLIC_SCHEME = env.str("KEYFLOW_PUBLIC_SCHEME", "https" if env.is_production else "http")
