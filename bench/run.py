@@ -182,13 +182,15 @@ def machine() -> str:
 
 
 def stack_from(options) -> Stack:
-    return Stack(web=options.web, web_workers=options.web_workers,
+    extra = dict(item.split("=", 1) for item in options.env)
+    return Stack(web=options.web, web_workers=options.web_workers, extra_env=extra,
                  worker_concurrency=options.worker_concurrency, worker_pool=options.worker_pool)
 
 
 def describe(options) -> str:
     web = "uvicorn (1 process)" if options.web == "uvicorn" else f"gunicorn -w {options.web_workers} UvicornWorker"
-    return f"web: {web}; Celery: {options.worker_pool} x{options.worker_concurrency}, queues interactive,background"
+    env = f"; env: {' '.join(options.env)}" if options.env else ""
+    return f"web: {web}; Celery: {options.worker_pool} x{options.worker_concurrency}, queues interactive,background{env}"
 
 
 def timeline(stack: Stack, marks: list[tuple[str, float, float]]) -> list[list]:
@@ -291,16 +293,22 @@ async def overhead(stack: Stack, options) -> None:
 
 # --- 2. throughput -----------------------------------------------------------------------------
 
-async def closed_loop(call, concurrency: int, seconds: float) -> dict:
+async def closed_loop(call, concurrency: int, seconds: float, stack: Stack | None = None) -> dict:
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    connections: list[int] = []
     deadline = time.perf_counter() + seconds
+
+    async def sample():
+        while time.perf_counter() < deadline:
+            connections.append(stack.db_connections())
+            await asyncio.sleep(1)
 
     async def client():
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
-                await call()
+                await asyncio.wait_for(call(), timeout=30)
             except Exception as exc:  # counted, shown by type
                 key = f"{type(exc).__name__}: {str(exc)[:80]}"
                 errors[key] = errors.get(key, 0) + 1
@@ -309,9 +317,9 @@ async def closed_loop(call, concurrency: int, seconds: float) -> dict:
             latencies.append((time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    await asyncio.gather(*(client() for _ in range(concurrency)), *([sample()] if stack else []))
     duration = time.perf_counter() - started
-    return {"ok": len(latencies), "errors": sum(errors.values()), "error_kinds": errors, "seconds": duration,
+    return {"ok": len(latencies), "db_connections": max(connections, default=0), "errors": sum(errors.values()), "error_kinds": errors, "seconds": duration,
             "rate": len(latencies) / duration, **{k: pct(latencies, p) for k, p in
                                                     (("p50", 50), ("p95", 95), ("p99", 99))}}
 
@@ -325,16 +333,16 @@ async def throughput(stack: Stack, options) -> None:
             await clients.keyflow_blocking()
         for level in levels:
             say(f"throughput: {level} clients, Keyflow blocking")
-            kf = await closed_loop(lambda: clients.keyflow_blocking(), level, options.seconds)
+            kf = await closed_loop(lambda: clients.keyflow_blocking(), level, options.seconds, stack)
             say(f"throughput: {level} clients, direct SDK")
             direct = await closed_loop(clients.direct_blocking, level, min(options.seconds, 5))
-            rows.append([level, kf["rate"], kf["errors"], kf["p50"], kf["p95"], kf["p99"],
+            rows.append([level, kf["rate"], kf["errors"], kf["db_connections"], kf["p50"], kf["p95"], kf["p99"],
                          direct["rate"], direct["p50"], direct["p99"], f"{direct['rate'] / max(kf['rate'], 1e-9):.0f}x"])
             if kf["error_kinds"]:
                 notes.append(f"{level} clients errors: {kf['error_kinds']}")
             await asyncio.sleep(2)  # let the worker settle between levels
         say("throughput: async submissions")
-        accepted = await closed_loop(clients.keyflow_async, options.async_clients, options.async_seconds)
+        accepted = await closed_loop(clients.keyflow_async, options.async_clients, options.async_seconds, stack)
         drain_started = time.perf_counter()
         drained = None
         while time.perf_counter() - drain_started < options.drain_timeout:
@@ -349,14 +357,14 @@ async def throughput(stack: Stack, options) -> None:
 
     print(f"\n## Throughput (closed loop, {options.seconds:.0f} s per level; direct SDK 5 s per level)")
     print(f"{machine()}\n{describe(options)}\n")
-    print(table(["clients", "Keyflow runs/s", "errors", "p50 ms", "p95 ms", "p99 ms",
+    print(table(["clients", "Keyflow runs/s", "errors", "max DB conns", "p50 ms", "p95 ms", "p99 ms",
                  "direct calls/s", "direct p50", "direct p99", "direct/Keyflow"], rows))
     for note in notes:
         print(f"  {note}")
     best = max(r[1] for r in rows)
     print(f"\nasync mode, {options.async_clients} clients for {options.async_seconds:.0f} s: "
           f"{accepted['rate']:.0f} accepted runs/s (p50 {accepted['p50']:.1f} ms, p99 {accepted['p99']:.1f} ms, "
-          f"errors {accepted['errors']}); backlog of {accepted['ok']} drained "
+          f"errors {accepted['errors']}, max DB connections {accepted['db_connections']}); backlog of {accepted['ok']} drained "
           + (f"{drained:.1f} s after the burst" if drained is not None else f"not within {options.drain_timeout:.0f} s")
           + (f" (~{accepted['ok'] / (options.async_seconds + drained):.0f} runs/s executed)" if drained else ""))
     print(f"RSS after the run: web {web_rss:.0f} MB, worker (all processes) {worker_rss:.0f} MB")
@@ -434,6 +442,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--drain-timeout", type=float, default=180)
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--schemas", type=int, default=100)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for every process, e.g. DATABASE_CONN_MAX_AGE=0")
     parser.add_argument("--profile", metavar="DIR", help="record py-spy profiles of web and worker into DIR")
     options = parser.parse_args(argv)
 

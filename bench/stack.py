@@ -140,6 +140,10 @@ class Stack:
             stdout=subprocess.PIPE, text=True,
         )
         self.seed = json.loads(seeded.stdout.strip().splitlines()[-1])
+        import psycopg
+
+        # Opened before any load, so it still gets in when the server is out of connections.
+        self.monitor = psycopg.connect(self.env["DATABASE_URL"], autocommit=True)
         if self.start_web:
             self._start_web()
             self._start_worker()
@@ -191,6 +195,13 @@ class Stack:
                 raise RuntimeError(f"worker did not start:\n{worker.log_tail()}")
             time.sleep(0.1)
 
+    def db_connections(self) -> int:
+        """Connections open on the benchmark database, other than the monitor's own."""
+        row = self.monitor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+        return int(row[0])
+
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
@@ -211,6 +222,9 @@ class Stack:
                     child.process.kill()
                 child.process.wait()
         self.children.clear()
+        if getattr(self, "monitor", None) is not None:
+            self.monitor.close()
+            self.monitor = None
         if self.services is not None:
             self.services.stop()
             self.services = None
