@@ -15,6 +15,16 @@ return 0
 """
 
 
+def once_per(name: str, *, seconds: int) -> bool:
+    """True for the first caller in each `seconds`-long window, False for the others: a
+    schedule fired by two beat processes by mistake does its work once."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        return bool(client.set(f"kf:once:{name}", "1", nx=True, ex=max(1, seconds)))
+    finally:
+        client.close()
+
+
 @contextmanager
 def single_flight(name: str, *, ttl: int) -> Iterator[bool]:
     """Yield True for the one holder of `name` (for at most `ttl` seconds), else False."""

@@ -17,9 +17,14 @@ def runs_sweep_task() -> dict:
     """Across all tenants: re-queue runs stuck in the queue, fail runs whose worker was lost,
     destroy expired one-off keys. Two beat processes started by mistake sweep once: the
     sweep holds a lock in Redis."""
-    from runevents.locks import single_flight
+    from django.conf import settings
 
-    with single_flight("runs-sweep", ttl=60) as acquired:
+    from runevents.locks import once_per, single_flight
+
+    # Once per schedule interval, and never two at once however many beats fire it.
+    if not once_per("runs-sweep", seconds=max(1, settings.KEYFLOW_SWEEP_SECONDS - 1)):
+        return {"skipped": "already swept in this interval"}
+    with single_flight("runs-sweep", ttl=120) as acquired:
         if not acquired:
             return {"skipped": "another sweep is running"}
         return runs_sweep()

@@ -186,10 +186,11 @@ CELERY_TASK_ROUTES = {
 }
 KEYFLOW_WORKER_CONCURRENCY = env.int("KEYFLOW_WORKER_CONCURRENCY", 2)
 # Periodic maintenance (run by `celery beat`, or a worker started with -B in development).
+KEYFLOW_SWEEP_SECONDS = env.int("KEYFLOW_SWEEP_SECONDS", 15)
 CELERY_BEAT_SCHEDULE = {
     "runs-sweep": {
         "task": "workflows.runs_sweep_task",
-        "schedule": float(env.int("KEYFLOW_SWEEP_SECONDS", 15)),
+        "schedule": float(KEYFLOW_SWEEP_SECONDS),
         "options": {"expires": 60},
     },
     "webhooks-resume": {
