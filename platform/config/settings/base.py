@@ -275,6 +275,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Multi-tenant LLM workflows with bring-your-own-key credentials.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.error_responses",
+    ],
 }
 
 # --- Logging ---------------------------------------------------------------------------------
