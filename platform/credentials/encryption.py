@@ -41,8 +41,13 @@ def encryption_keys_verify() -> None:
         logger.warning("Encryption key check skipped: run migrations first.")
         return
     if check is None:
-        EncryptionKeyCheck.objects.create(pk=1, sealed=CHECK_PLAINTEXT)
-    elif check.sealed != CHECK_PLAINTEXT:
+        # Several processes start at once (gunicorn workers): the first seal wins, and every
+        # process then opens the one that was stored.
+        EncryptionKeyCheck.objects.bulk_create(
+            [EncryptionKeyCheck(pk=1, sealed=CHECK_PLAINTEXT)], ignore_conflicts=True
+        )
+        return encryption_keys_verify()
+    if check.sealed != CHECK_PLAINTEXT:
         raise ImproperlyConfigured("The encryption key check value is corrupt.")
 
 
