@@ -327,13 +327,18 @@ async def closed_loop(call, concurrency: int, seconds: float, stack: Stack | Non
 async def throughput(stack: Stack, options) -> None:
     levels = [int(x) for x in options.levels.split(",")]
     clients = Clients(stack, connections=max(levels) + 8)
-    rows, notes = [], []
+    rows, notes, cpu_rows, cpu_names = [], [], [], []
     try:
         for _ in range(options.warmup):
             await clients.keyflow_blocking()
         for level in levels:
             say(f"throughput: {level} clients, Keyflow blocking")
+            cpu_before = stack.cpu_seconds()
             kf = await closed_loop(lambda: clients.keyflow_blocking(), level, options.seconds, stack)
+            cpu_after = stack.cpu_seconds()
+            cpu_rows.append([level] + [1000 * (cpu_after[k] - cpu_before[k]) / max(kf["ok"], 1) for k in cpu_after]
+                            + [sum(cpu_after[k] - cpu_before[k] for k in cpu_after) / kf["seconds"]])
+            cpu_names = list(cpu_after)
             say(f"throughput: {level} clients, direct SDK")
             direct = await closed_loop(clients.direct_blocking, level, min(options.seconds, 5))
             rows.append([level, kf["rate"], kf["errors"], kf["db_connections"], kf["p50"], kf["p95"], kf["p99"],
@@ -361,6 +366,8 @@ async def throughput(stack: Stack, options) -> None:
                  "direct calls/s", "direct p50", "direct p99", "direct/Keyflow"], rows))
     for note in notes:
         print(f"  {note}")
+    print(f"\nCPU ms per completed Keyflow run, by process (and CPUs busy out of {os.cpu_count()}):\n")
+    print(table(["clients", *cpu_names, "CPUs busy"], cpu_rows))
     best = max(r[1] for r in rows)
     print(f"\nasync mode, {options.async_clients} clients for {options.async_seconds:.0f} s: "
           f"{accepted['rate']:.0f} accepted runs/s (p50 {accepted['p50']:.1f} ms, p99 {accepted['p99']:.1f} ms, "

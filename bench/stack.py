@@ -202,6 +202,29 @@ class Stack:
         ).fetchone()
         return int(row[0])
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by each part of the stack, and this client."""
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def cpu(pids) -> float:
+            total = 0
+            for pid in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    total += int(fields[11]) + int(fields[12])
+                except (OSError, IndexError):
+                    pass
+            return total / tick
+
+        parts = {c.name: cpu(c.pids()) for c in self.children}
+        postmaster = int((self.root / "pg" / "postmaster.pid").read_text().split()[0])
+        parts["postgres"] = cpu(Child("pg", type("P", (), {"pid": postmaster})(), Path()).pids())
+        redis = getattr(getattr(self.services.redis, "_server", None), "_process", None)
+        if redis is not None:
+            parts["valkey"] = cpu([redis.pid])
+        parts["bench client"] = cpu([os.getpid()])
+        return parts
+
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
