@@ -178,7 +178,8 @@ def machine() -> str:
     if dirty:
         head += " + uncommitted changes under platform/"
     return (f"{time.strftime('%Y-%m-%d %H:%M')} | nproc {os.cpu_count()} | RAM {mem_kb / 1024 / 1024:.0f} GiB"
-            f" | {head} | Python {sys.version.split()[0]}")
+            f" | {head} | Python {sys.version.split()[0]} | load average {os.getloadavg()[0]:.1f}"
+            " (other work on the machine shares its CPUs)")
 
 
 def stack_from(options) -> Stack:
@@ -327,10 +328,11 @@ async def closed_loop(call, concurrency: int, seconds: float, stack: Stack | Non
 async def throughput(stack: Stack, options) -> None:
     levels = [int(x) for x in options.levels.split(",")]
     clients = Clients(stack, connections=max(levels) + 8)
-    rows, notes, cpu_rows, cpu_names = [], [], [], []
+    rows, notes, cpu_rows, cpu_names, phase_rows = [], [], [], [], []
     try:
         for _ in range(options.warmup):
             await clients.keyflow_blocking()
+        clients.marks.clear()
         for level in levels:
             say(f"throughput: {level} clients, Keyflow blocking")
             cpu_before = stack.cpu_seconds()
@@ -339,6 +341,8 @@ async def throughput(stack: Stack, options) -> None:
             cpu_rows.append([level] + [1000 * (cpu_after[k] - cpu_before[k]) / max(kf["ok"], 1) for k in cpu_after]
                             + [sum(cpu_after[k] - cpu_before[k] for k in cpu_after) / kf["seconds"]])
             cpu_names = list(cpu_after)
+            phase_rows.append((level, timeline(stack, clients.marks)))
+            clients.marks.clear()
             say(f"throughput: {level} clients, direct SDK")
             direct = await closed_loop(clients.direct_blocking, level, min(options.seconds, 5))
             rows.append([level, kf["rate"], kf["errors"], kf["db_connections"], kf["p50"], kf["p95"], kf["p99"],
@@ -368,6 +372,10 @@ async def throughput(stack: Stack, options) -> None:
         print(f"  {note}")
     print(f"\nCPU ms per completed Keyflow run, by process (and CPUs busy out of {os.cpu_count()}):\n")
     print(table(["clients", *cpu_names, "CPUs busy"], cpu_rows))
+    print("\nWhere a blocking run's time goes under load (median ms, Keyflow's own timestamps):\n")
+    names = [name for name, *_ in phase_rows[0][1]]
+    print(table(["phase", *[f"{level} clients" for level, _ in phase_rows]],
+                [[name, *[phases[i][1] for _, phases in phase_rows]] for i, name in enumerate(names)]))
     best = max(r[1] for r in rows)
     print(f"\nasync mode, {options.async_clients} clients for {options.async_seconds:.0f} s: "
           f"{accepted['rate']:.0f} accepted runs/s (p50 {accepted['p50']:.1f} ms, p99 {accepted['p99']:.1f} ms, "
