@@ -6,6 +6,8 @@ from rest_framework.response import Response
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+# As Dify's lists; a larger page would also overflow the database's OFFSET (bigint).
+MAX_PAGE = 99999
 
 
 def _positive_int(raw, name: str, default: int, maximum: int | None = None) -> int:
@@ -23,7 +25,7 @@ def _positive_int(raw, name: str, default: int, maximum: int | None = None) -> i
 
 class PageLimitPagination(BasePagination):
     def paginate_queryset(self, queryset, request, view=None):
-        self.page = _positive_int(request.query_params.get("page"), "page", 1)
+        self.page = _positive_int(request.query_params.get("page"), "page", 1, MAX_PAGE)
         self.limit = _positive_int(request.query_params.get("limit"), "limit", DEFAULT_LIMIT, MAX_LIMIT)
         self.total = queryset.count()
         start = (self.page - 1) * self.limit
@@ -55,7 +57,8 @@ class PageLimitPagination(BasePagination):
 
     def get_schema_operation_parameters(self, view):
         return [
-            {"name": "page", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}},
+            {"name": "page", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}},
             {"name": "limit", "in": "query", "required": False,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
         ]
