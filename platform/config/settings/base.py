@@ -143,9 +143,13 @@ TEMPLATES = [
 
 # --- Database --------------------------------------------------------------------------------
 DATABASE_URL = env.required("DATABASE_URL", _LAUNCH_HINT)
+# 0 (a connection per request, closed at its end) is what Django prescribes under ASGI: each
+# request's sync code runs on a thread of its own, and a persistent connection left on a
+# finished thread stays open until garbage collection. Under concurrent load they pile up to
+# PostgreSQL's max_connections and requests fail with 500. Celery workers may set it higher.
 DATABASES = {
     "default": {
-        **dj_database_url.parse(DATABASE_URL, conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60)),
+        **dj_database_url.parse(DATABASE_URL, conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 0)),
         "ENGINE": "django_tenants.postgresql_backend",
         "CONN_HEALTH_CHECKS": True,
     }
