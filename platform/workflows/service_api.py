@@ -10,7 +10,6 @@ from adrf.views import APIView as AsyncAPIView
 from django.conf import settings
 from django.db import connection
 from django.http import StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -27,6 +26,7 @@ from api.serializers import JsonAlwaysNegotiation
 from api.tenancy import TenantContextMixin, in_tenant
 from runevents import streams
 from workflows import presenters
+from workflows import service_api_bodies as bodies
 from workflows.errors import AppDisabled, AppModeMismatch, RunNotFound
 from workflows.models import App, WorkflowRun
 from workflows.selectors import workflow_run_get, workflow_run_list
@@ -140,8 +140,8 @@ class WorkflowRunApi(AsyncAPIView):
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
                                      description="A retried submission with the same key returns the first run.")],
         responses={
-            200: OpenApiResponse(OpenApiTypes.OBJECT, description="blocking: the finished run; streaming: text/event-stream"),
-            202: OpenApiResponse(OpenApiTypes.OBJECT, description="async: the queued run"),
+            **bodies.sse_or(bodies.WorkflowRunBlockingBody, "blocking: the finished run"),
+            202: OpenApiResponse(bodies.WorkflowRunQueuedBody, description="async: the queued run"),
         },
         summary="Run a workflow",
     )
@@ -181,7 +181,7 @@ class WorkflowRunApi(AsyncAPIView):
 
 
 class WorkflowRunDetailApi(_ServiceApi):
-    @extend_schema(operation_id="workflows_run_detail", responses=OpenApiTypes.OBJECT,
+    @extend_schema(operation_id="workflows_run_detail", responses=bodies.RunDetailBody,
                    summary="A workflow run's detail")
     def get(self, request, workflow_run_id):
         from webhooks.selectors import webhook_deliveries_for_run
@@ -216,14 +216,20 @@ class WorkflowTaskStopApi(_ServiceApi):
         return Response({"result": "success"})
 
 
+PAGE_PARAMETERS = [
+    OpenApiParameter("page", int, OpenApiParameter.QUERY, required=False, description="1 to 99999"),
+    OpenApiParameter("limit", int, OpenApiParameter.QUERY, required=False, description="1 to 100"),
+]
+
+
 class WorkflowLogsApi(_ServiceApi):
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=["succeeded", "failed", "stopped"], required=False)
         keyword = serializers.CharField(required=False, max_length=255)
         created_by_end_user_session_id = serializers.CharField(required=False, max_length=255)
 
-    @extend_schema(operation_id="workflows_logs", parameters=[FilterSerializer],
-                   responses=OpenApiTypes.OBJECT, summary="Runs of this app")
+    @extend_schema(operation_id="workflows_logs", parameters=[FilterSerializer, *PAGE_PARAMETERS],
+                   responses=bodies.WorkflowLogsBody, summary="Runs of this app")
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -257,7 +263,7 @@ class WorkflowLogsApi(_ServiceApi):
 
 
 class AppInfoApi(_ServiceApi):
-    @extend_schema(operation_id="app_info", responses=OpenApiTypes.OBJECT, summary="App information")
+    @extend_schema(operation_id="app_info", responses=bodies.AppInfoBody, summary="App information")
     def get(self, request):
         app = app_for_request(request)
         return Response({"name": app.name, "description": app.description, "tags": [],
@@ -265,7 +271,7 @@ class AppInfoApi(_ServiceApi):
 
 
 class AppParametersApi(_ServiceApi):
-    @extend_schema(operation_id="app_parameters", responses=OpenApiTypes.OBJECT, summary="App input form")
+    @extend_schema(operation_id="app_parameters", responses=bodies.AppParametersBody, summary="App input form")
     def get(self, request):
         from workflows.parameters import app_parameters
 
