@@ -7,7 +7,6 @@ import time
 from adrf.views import APIView as AsyncAPIView
 from django.conf import settings
 from django.db.models import Q
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -17,6 +16,7 @@ from api.errors import NotFound, error_body
 from api.serializers import JsonAlwaysNegotiation
 from api.tenancy import in_tenant, in_tenant_worker_thread
 from workflows import presenters
+from workflows import service_api_bodies as bodies
 from workflows.conversations import (
     NotChatApp,
     chat_message_submit,
@@ -137,8 +137,8 @@ class ChatMessagesApi(_MessageApi):
 
     @extend_schema(
         operation_id="chat_messages", request=ChatInput,
-        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="blocking body or text/event-stream"),
-                   202: OpenApiResponse(OpenApiTypes.OBJECT, description="async: queued")},
+        responses={**bodies.sse_or(bodies.MessageBlockingBody, "blocking: the answer"),
+                   202: OpenApiResponse(bodies.MessageQueuedBody, description="async: queued")},
         summary="Send a chat message",
     )
     async def post(self, request):
@@ -162,8 +162,8 @@ class CompletionMessagesApi(_MessageApi):
 
     @extend_schema(
         operation_id="completion_messages", request=CompletionInput,
-        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="blocking body or text/event-stream"),
-                   202: OpenApiResponse(OpenApiTypes.OBJECT, description="async: queued")},
+        responses={**bodies.sse_or(bodies.MessageBlockingBody, "blocking: the answer"),
+                   202: OpenApiResponse(bodies.MessageQueuedBody, description="async: queued")},
         summary="Send a completion request",
     )
     async def post(self, request):
@@ -223,7 +223,7 @@ class MessagesApi(_ServiceApi):
         first_id = serializers.CharField(required=False, allow_blank=True)
         limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
 
-    @extend_schema(operation_id="messages_list", parameters=[QuerySerializer], responses=OpenApiTypes.OBJECT,
+    @extend_schema(operation_id="messages_list", parameters=[QuerySerializer], responses=bodies.MessagesBody,
                    summary="Messages of a conversation, oldest first")
     def get(self, request):
         query = self.QuerySerializer(data=request.query_params)
@@ -267,7 +267,7 @@ class ConversationsApi(_ServiceApi):
         sort_by = serializers.ChoiceField(choices=list(SORTS), required=False, default="-updated_at")
 
     @extend_schema(operation_id="conversations_list", parameters=[QuerySerializer],
-                   responses=OpenApiTypes.OBJECT, summary="The end user's conversations")
+                   responses=bodies.ConversationsBody, summary="The end user's conversations")
     def get(self, request):
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -314,7 +314,7 @@ class ConversationRenameApi(AsyncAPIView):
     permission_classes = [IsAppClient]
     content_negotiation_class = JsonAlwaysNegotiation
 
-    @extend_schema(operation_id="conversations_rename", request=RenameInput, responses=OpenApiTypes.OBJECT,
+    @extend_schema(operation_id="conversations_rename", request=RenameInput, responses=bodies.ConversationBody,
                    summary="Rename a conversation, or have it named by the credential that served it")
     async def post(self, request, conversation_id):
         serializer = RenameInput(data=request.data)
