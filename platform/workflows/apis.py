@@ -144,6 +144,8 @@ def _app_body(app: App) -> dict:
 
 
 class AppListCreateApi(ManagementApiView):
+    pagination_class = PageLimitPagination  # for the schema: get() pages with it
+
     class FilterSerializer(serializers.Serializer):
         mode = serializers.ChoiceField(choices=App.Mode.choices, required=False)
         enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
@@ -178,7 +180,11 @@ class AppListCreateApi(ManagementApiView):
         return paginator.get_paginated_response(AppOutputSerializer(page, many=True).data)
 
     @extend_schema(
-        operation_id="apps_create", request=InputSerializer, responses={201: AppOutputSerializer},
+        operation_id="apps_create", request=InputSerializer,
+        responses={201: inline_serializer("AppCreated", {
+            **AppOutputSerializer().get_fields(),
+            "webhook_secret": serializers.CharField(help_text="Shown this once."),
+        })},
         summary="Create an app (a workflow app's graph must validate)",
     )
     def post(self, request):
@@ -327,6 +333,9 @@ class AppKeyPolicySerializer(serializers.Serializer):
     override_providers = serializers.ListField(child=serializers.CharField(), allow_null=True)
     allow_inline_keys = serializers.BooleanField()
     inline_endpoint_hosts = serializers.ListField(child=serializers.CharField())
+    rate_limit_per_minute = serializers.IntegerField(
+        required=False, help_text="The key's own request limit; absent: the platform default."
+    )
 
 
 class AppKeyOutputSerializer(serializers.Serializer):
@@ -349,6 +358,8 @@ class AppKeyIssuedSerializer(AppKeyOutputSerializer):
 
 
 class AppKeyListCreateApi(ManagementApiView):
+    pagination_class = PageLimitPagination  # for the schema: get() pages with it
+
     @extend_schema_serializer(component_name="AppKeyCreateInput")
     class InputSerializer(StrictInputSerializer):
         name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -515,6 +526,8 @@ class RunOutputSerializer(serializers.Serializer):
 
 
 class RunListApi(ManagementApiView):
+    pagination_class = PageLimitPagination  # for the schema: get() pages with it
+
     class FilterSerializer(serializers.Serializer):
         app_id = serializers.UUIDField(required=False)
         status = serializers.ChoiceField(choices=WorkflowRun.Status.choices, required=False)
