@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -58,11 +63,14 @@ def _field_map():
 
 
 class CredentialListCreateApi(ManagementApiView):
+    pagination_class = PageLimitPagination  # for the schema: get() pages with it
+
     class FilterSerializer(serializers.Serializer):
         provider = serializers.CharField(required=False, max_length=64)
         status = serializers.ChoiceField(choices=Credential.Status.choices, required=False)
         owner = serializers.CharField(required=False, allow_blank=True, max_length=255)
 
+    @extend_schema_serializer(component_name="CredentialCreateInput")
     class InputSerializer(StrictInputSerializer):
         provider = serializers.CharField(max_length=64)
         name = serializers.CharField(max_length=200)
@@ -106,6 +114,7 @@ ID_PARAMETER = OpenApiParameter("credential_id", str, OpenApiParameter.PATH, des
 
 
 class CredentialDetailApi(ManagementApiView):
+    @extend_schema_serializer(component_name="CredentialUpdate")
     class UpdateSerializer(StrictInputSerializer):
         name = serializers.CharField(max_length=200, required=False)
         secrets = _field_map()
@@ -205,13 +214,31 @@ class CredentialValidateApi(ManagementApiView):
         )
 
 
+class ProviderFieldBody(serializers.Serializer):
+    """Documentation only: one field of a provider's credentials."""
+
+    name = serializers.CharField()
+    label = serializers.CharField()
+    required = serializers.BooleanField()
+    secret = serializers.BooleanField()
+    kind = serializers.CharField(help_text="text, url or choice")
+    help_text = serializers.CharField(allow_blank=True)
+
+
+class ProviderBody(serializers.Serializer):
+    """Documentation only: a provider and the fields its credentials take."""
+
+    id = serializers.CharField()
+    name = serializers.CharField()
+    secret_fields = ProviderFieldBody(many=True)
+    config_fields = ProviderFieldBody(many=True)
+    models = serializers.ListField(child=serializers.CharField())
+
+
 class ProviderListApi(ManagementApiView):
     @extend_schema(
         operation_id="providers_list",
-        responses=inline_serializer(
-            "ProviderList",
-            {"data": serializers.ListField(child=serializers.DictField())},
-        ),
+        responses=inline_serializer("ProviderList", {"data": ProviderBody(many=True)}),
         summary="Providers and the fields each credential needs",
     )
     def get(self, request):
