@@ -1,6 +1,6 @@
 """Management API endpoints about the tenant itself."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -14,6 +14,7 @@ class TenantDetailApi(TenantContextMixin, APIView):
     authentication_classes = [ManagementTokenAuthentication]
     permission_classes = [IsAuthenticated]
 
+    @extend_schema_serializer(component_name="Tenant")
     class OutputSerializer(serializers.Serializer):
         id = serializers.UUIDField()
         name = serializers.CharField()
