@@ -90,6 +90,7 @@ TENANT_APPS = [
     "credentials",
     "workflows",
     "webhooks",
+    "budgets",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
