@@ -3,6 +3,13 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from budgets.apis import (
+    BudgetDetailApi,
+    BudgetEventListApi,
+    BudgetListCreateApi,
+    BudgetResetApi,
+    BudgetSpendApi,
+)
 from credentials.apis import (
     CredentialDetailApi,
     CredentialDisableApi,
@@ -80,4 +87,10 @@ urlpatterns = [
     path("api/runs", RunListApi.as_view(), name="api-runs"),
     path("api/runs/<str:run_id>", RunDetailApi.as_view(), name="api-run"),
     path("api/usage", UsageApi.as_view(), name="api-usage"),
+    # Management API: budgets and rate limits of credentials and of app keys' end users
+    path("api/budgets", BudgetListCreateApi.as_view(), name="api-budgets"),
+    path("api/budgets/<str:budget_id>", BudgetDetailApi.as_view(), name="api-budget"),
+    path("api/budgets/<str:budget_id>/spend", BudgetSpendApi.as_view(), name="api-budget-spend"),
+    path("api/budgets/<str:budget_id>/reset", BudgetResetApi.as_view(), name="api-budget-reset"),
+    path("api/budgets/<str:budget_id>/events", BudgetEventListApi.as_view(), name="api-budget-events"),
 ]
