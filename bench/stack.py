@@ -206,19 +206,24 @@ class Stack:
         """CPU time (user + system) used so far by each part of the stack, and this client."""
         tick = os.sysconf("SC_CLK_TCK")
 
-        def cpu(pids) -> float:
+        def cpu(pids, *, reaped_children: bool = False) -> float:
             total = 0
             for pid in pids:
                 try:
                     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                     total += int(fields[11]) + int(fields[12])
+                    if reaped_children and pid == pids[0]:
+                        # Backends that already exited (one per connection when connections
+                        # are not kept) are counted in the postmaster's cutime/cstime.
+                        total += int(fields[13]) + int(fields[14])
                 except (OSError, IndexError):
                     pass
             return total / tick
 
         parts = {c.name: cpu(c.pids()) for c in self.children}
         postmaster = int((self.root / "pg" / "postmaster.pid").read_text().split()[0])
-        parts["postgres"] = cpu(Child("pg", type("P", (), {"pid": postmaster})(), Path()).pids())
+        parts["postgres"] = cpu(Child("pg", type("P", (), {"pid": postmaster})(), Path()).pids(),
+                                reaped_children=True)
         redis = getattr(getattr(self.services.redis, "_server", None), "_process", None)
         if redis is not None:
             parts["valkey"] = cpu([redis.pid])
