@@ -14,6 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from budgets.enforcement import budget_admit
 from credentials.models import Credential
 from credentials.providers.registry import provider_registry
 from credentials.resolution import SOURCE_INLINE, OverridePolicy, credential_plan
@@ -172,6 +173,7 @@ def workflow_run_submit(
         policy=OverridePolicy.from_dict(token.policy),
         app_bindings=bindings,
     )
+    budget_admit(app=app, token=token, user=user, plan=plan)
     deadline = timezone.now() + timedelta(seconds=settings.KEYFLOW_RUN_DEADLINE_SECONDS)
     try:
         with transaction.atomic():
