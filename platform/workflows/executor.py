@@ -15,6 +15,7 @@ from decimal import Decimal
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from budgets.accounting import budget_spend
 from credentials.providers.base import (
     ChatMessage,
     ChatParams,
@@ -364,6 +365,7 @@ class RunExecution:
             "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
             "total_tokens": execution.total_tokens, "priced": cost.priced,
         }
+        budget_spend(run=self.run, execution=execution)
         return {"text": result.text}
 
 
