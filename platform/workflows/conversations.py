@@ -178,6 +178,7 @@ def conversation_name_generate(*, conversation: Conversation, run: WorkflowRun |
     from django.db.models import F
     from django.utils import timezone
 
+    from budgets.accounting import budget_spend
     from credentials.providers.base import ProviderError
     from credentials.resolution import CredentialUnavailable, credential_resolve
     from workflows.llm_calls import llm_call
@@ -214,7 +215,7 @@ def conversation_name_generate(*, conversation: Conversation, run: WorkflowRun |
     completion = usage.completion_tokens if usage else 0
     cost = cost_estimate(provider=llm["provider"], model=llm["model"],
                          prompt_tokens=prompt, completion_tokens=completion)
-    NodeExecution.objects.create(
+    execution = NodeExecution.objects.create(
         run=run, node_id=f"conversation_name_{uuid.uuid4().hex[:8]}", node_type="llm",
         title="Conversation name", index=index,
         status=NodeExecution.Status.FAILED if error else NodeExecution.Status.SUCCEEDED,
@@ -225,6 +226,7 @@ def conversation_name_generate(*, conversation: Conversation, run: WorkflowRun |
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
         total_price=cost.total_price, finished_at=timezone.now(),
     )
+    budget_spend(run=run, execution=execution)
     WorkflowRun.objects.filter(pk=run.pk).update(
         prompt_tokens=F("prompt_tokens") + prompt, completion_tokens=F("completion_tokens") + completion,
         total_tokens=F("total_tokens") + prompt + completion, total_price=F("total_price") + cost.total_price,
