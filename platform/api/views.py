@@ -2,6 +2,7 @@
 
 from rest_framework.views import APIView
 
+from api.pagination import PageLimitPagination
 from api.permissions import MANAGEMENT_AUTHENTICATION, IsTenantManager
 from api.tenancy import TenantContextMixin
 
@@ -11,3 +12,6 @@ class ManagementApiView(TenantContextMixin, APIView):
 
     authentication_classes = MANAGEMENT_AUTHENTICATION
     permission_classes = [IsTenantManager]
+    # For the schema: a GET answering a list (`responses=X(many=True)`) is documented with
+    # the page envelope and page/limit parameters; its get() pages with PageLimitPagination.
+    pagination_class = PageLimitPagination
