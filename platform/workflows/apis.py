@@ -144,8 +144,6 @@ def _app_body(app: App) -> dict:
 
 
 class AppListCreateApi(ManagementApiView):
-    pagination_class = PageLimitPagination  # for the schema: get() pages with it
-
     class FilterSerializer(serializers.Serializer):
         mode = serializers.ChoiceField(choices=App.Mode.choices, required=False)
         enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
@@ -358,8 +356,6 @@ class AppKeyIssuedSerializer(AppKeyOutputSerializer):
 
 
 class AppKeyListCreateApi(ManagementApiView):
-    pagination_class = PageLimitPagination  # for the schema: get() pages with it
-
     @extend_schema_serializer(component_name="AppKeyCreateInput")
     class InputSerializer(StrictInputSerializer):
         name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -526,8 +522,6 @@ class RunOutputSerializer(serializers.Serializer):
 
 
 class RunListApi(ManagementApiView):
-    pagination_class = PageLimitPagination  # for the schema: get() pages with it
-
     class FilterSerializer(serializers.Serializer):
         app_id = serializers.UUIDField(required=False)
         status = serializers.ChoiceField(choices=WorkflowRun.Status.choices, required=False)
