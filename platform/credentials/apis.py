@@ -63,8 +63,6 @@ def _field_map():
 
 
 class CredentialListCreateApi(ManagementApiView):
-    pagination_class = PageLimitPagination  # for the schema: get() pages with it
-
     class FilterSerializer(serializers.Serializer):
         provider = serializers.CharField(required=False, max_length=64)
         status = serializers.ChoiceField(choices=Credential.Status.choices, required=False)
