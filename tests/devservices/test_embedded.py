@@ -37,6 +37,7 @@ def test_postgres_restarts_after_a_crash_left_its_pid_file(tmp_path):
                             cwd=REPO_ROOT / "platform")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == url
+    server.stop()  # release this process's handle now, not in an atexit hook after pytest
 
 
 def test_postgres_failure_names_the_service_and_what_to_do(tmp_path):
