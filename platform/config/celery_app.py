@@ -27,3 +27,16 @@ def _check_before_consuming(**kwargs):
         logger.critical("Worker refuses to start: %s", exc)
         # SystemExit passes through Celery's signal dispatch, which swallows Exceptions.
         raise SystemExit(1) from None
+    # Load the provider SDKs once in the parent, so forked children do not pay for the
+    # imports on their first run.
+    import importlib
+
+    from credentials.providers.registry import provider_registry
+
+    provider_registry()
+    for module in ("openai.resources.chat.completions", "openai.resources.models",
+                   "anthropic.resources.messages", "anthropic.resources.models"):
+        try:  # the SDKs load these lazily on a client's first call
+            importlib.import_module(module)
+        except ImportError:
+            pass

@@ -166,6 +166,8 @@ def command_run(options) -> int:
         values["KEYFLOW_PORT"] = str(port)
         # Local development receives webhooks on this machine.
         values.setdefault("KEYFLOW_WEBHOOK_ALLOW_PRIVATE", "true")
+        # A readable terminal: warnings and errors only (KEYFLOW_LOG_LEVEL=INFO for more).
+        values.setdefault("KEYFLOW_LOG_LEVEL", os.environ.get("KEYFLOW_LOG_LEVEL", "WARNING"))
         env = child_env(values)
         say(f"Fake LLM provider at {fake_url}")
         runtime_env.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
@@ -204,6 +206,8 @@ def command_run(options) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        # A second Ctrl-C must not cut the shutdown short and leave servers running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop_children(children)
         services.stop()
         runtime_env.unlink(missing_ok=True)
