@@ -34,7 +34,6 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 import httpx  # noqa: E402
 import openai  # noqa: E402
-
 from stack import Stack, say  # noqa: E402
 
 TEXT = ("Keyflow runs LLM workflows for many tenants and lets every request choose whose "
@@ -64,9 +63,9 @@ def summary(values: list[float]) -> dict:
 def table(headers: list[str], rows: list[list]) -> str:
     cells = [[h for h in headers]] + [[f"{c:.1f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths)) + " |",
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths)) + " |" for r in cells[1:]]
+    lines += ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells[1:]]
     return "\n".join(lines)
 
 
@@ -202,11 +201,14 @@ def timeline(stack: Stack, marks: list[tuple[str, float, float]]) -> list[list]:
     sent = {run_id: (s, r) for run_id, s, r in marks}
     schema = stack.seed["tenant"]
     with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-        rows = conn.execute(
-            f'SELECT r.id::text, extract(epoch FROM r.created_at), extract(epoch FROM r.started_at), '
-            f'extract(epoch FROM n.created_at), extract(epoch FROM n.finished_at), extract(epoch FROM r.finished_at) '
-            f'FROM "{schema}".workflows_workflowrun r JOIN "{schema}".workflows_nodeexecution n '
-            f"ON n.run_id = r.id AND n.node_type = 'llm' WHERE r.id::text = ANY(%s)", [list(sent)]).fetchall()
+        # The schema name comes from our own seed.
+        sql = (
+            "SELECT r.id::text, extract(epoch FROM r.created_at), extract(epoch FROM r.started_at), "
+            "extract(epoch FROM n.created_at), extract(epoch FROM n.finished_at), extract(epoch FROM r.finished_at) "
+            'FROM "{schema}".workflows_workflowrun r JOIN "{schema}".workflows_nodeexecution n '
+            "ON n.run_id = r.id AND n.node_type = 'llm' WHERE r.id::text = ANY(%s)"
+        ).format(schema=schema)
+        rows = conn.execute(sql, [list(sent)]).fetchall()
     phases: dict[str, list[float]] = {k: [] for k in (
         "client send -> run row created (web: auth, validation, plan)",
         "run created -> claimed by worker (commit, enqueue, broker, prefork)",
@@ -218,7 +220,7 @@ def timeline(stack: Stack, marks: list[tuple[str, float, float]]) -> list[list]:
         s, r = sent[run_id]
         values = [float(created) - s, float(claimed) - float(created), float(llm_start) - float(claimed),
                   float(llm_end) - float(llm_start), float(finished) - float(llm_end), r - float(finished)]
-        for key, value in zip(phases, values):
+        for key, value in zip(phases, values, strict=True):
             phases[key].append(value * 1000)
     return [[name, pct(v, 50), pct(v, 95), pct(v, 99)] for name, v in phases.items()]
 
