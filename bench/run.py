@@ -201,13 +201,13 @@ def timeline(stack: Stack, marks: list[tuple[str, float, float]]) -> list[list]:
     sent = {run_id: (s, r) for run_id, s, r in marks}
     schema = stack.seed["tenant"]
     with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-        # The schema name comes from our own seed.
-        sql = (
+        from psycopg import sql as q
+
+        sql = q.SQL(
             "SELECT r.id::text, extract(epoch FROM r.created_at), extract(epoch FROM r.started_at), "
             "extract(epoch FROM n.created_at), extract(epoch FROM n.finished_at), extract(epoch FROM r.finished_at) "
-            'FROM "{schema}".workflows_workflowrun r JOIN "{schema}".workflows_nodeexecution n '
-            "ON n.run_id = r.id AND n.node_type = 'llm' WHERE r.id::text = ANY(%s)"
-        ).format(schema=schema)
+            "FROM {runs} r JOIN {nodes} n ON n.run_id = r.id AND n.node_type = 'llm' WHERE r.id::text = ANY(%s)"
+        ).format(runs=q.Identifier(schema, "workflows_workflowrun"), nodes=q.Identifier(schema, "workflows_nodeexecution"))
         rows = conn.execute(sql, [list(sent)]).fetchall()
     phases: dict[str, list[float]] = {k: [] for k in (
         "client send -> run row created (web: auth, validation, plan)",
