@@ -20,3 +20,10 @@ def process_start_checks() -> None:
 
 def web_process_started() -> None:
     process_start_checks()
+    # Import every view now rather than on the first request (Django resolves URL confs
+    # lazily, and the API modules pull in DRF, the schema generator and the SDKs).
+    from django.conf import settings
+    from django.urls import get_resolver
+
+    for urlconf in (settings.ROOT_URLCONF, settings.PUBLIC_SCHEMA_URLCONF):
+        get_resolver(urlconf).url_patterns  # noqa: B018 - the import is the point
