@@ -407,8 +407,10 @@ async def streams(stack: Stack, options) -> None:
         idle = (stack.child("web").rss_mb(), stack.child("worker").rss_mb())
         sampler = asyncio.create_task(sample_rss())
         started = time.perf_counter()
-        results = await asyncio.gather(*(clients.keyflow_streaming() for _ in range(options.streams)),
-                                       return_exceptions=True)
+        # A stream whose run never starts (e.g. the worker cannot reach the database) would
+        # wait for the sweeper; give up after 60 s and count it as failed.
+        results = await asyncio.gather(*(asyncio.wait_for(clients.keyflow_streaming(), 60)
+                                         for _ in range(options.streams)), return_exceptions=True)
         wall = time.perf_counter() - started
         stop.set()
         await sampler
