@@ -92,8 +92,10 @@ class BudgetForm(forms.ModelForm):
         cleaned = super().clean()
         if self.instance._state.adding and bool(cleaned.get("credential")) == bool(cleaned.get("app_key")):
             raise forms.ValidationError("Choose a credential or an app key (exactly one).")
+        limits = self.limits()
+        changed_url = self.instance._state.adding or limits["alert_webhook_url"] != self.instance.alert_webhook_url
         try:
-            budget_limits_check(**self.limits())
+            budget_limits_check(**limits, check_webhook=changed_url)
         except ApiError as exc:
             raise forms.ValidationError(exc.message) from None
         return cleaned
@@ -199,7 +201,8 @@ class BudgetAdmin(admin.ModelAdmin):
                     app_key = ApiToken.objects.get(pk=form.cleaned_data["app_key"])
                 created = budget_create(credential=form.cleaned_data.get("credential"), app_key=app_key,
                                         actor=actor, **form.limits())
-                obj.pk = created.pk
+                for field in Budget._meta.concrete_fields:  # the admin's messages and log name it
+                    setattr(obj, field.attname, getattr(created, field.attname))
                 form.instance = created
         except ApiError as exc:  # a race the form could not see (e.g. a budget just added)
             messages.error(request, exc.message)

@@ -9,6 +9,7 @@ of processes never admit more than the limit.
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from collections.abc import Mapping
@@ -22,9 +23,11 @@ from django.utils import timezone
 from budgets import counters
 from budgets.errors import CODE_BUDGET, CODE_RATE, QuotaExceeded
 from budgets.periods import NONE, Window
-from budgets.rules import BudgetRule, cost_from_units
-from budgets.selectors import budget_rules, counter_seed
+from budgets.rules import BudgetRule, cost_from_units, cost_units
+from budgets.selectors import budget_rules, counter_seed, spend_from_steps
 from credentials.resolution import SOURCE_INLINE, PlannedCredential
+
+logger = logging.getLogger(__name__)
 
 # A counter rebuilt by one process may expire again before the script reads it; give up
 # (and let the request through unchecked) only after this many rebuilds in a row.
@@ -77,18 +80,47 @@ def budget_admit(*, app, token, user: str, plan: Mapping[str, PlannedCredential]
     requests-per-minute window. Nothing is written when the run is refused.
 
     Without any budget for the plan's credentials or the app key: one Redis round trip,
-    no SQL query."""
+    no SQL query. With Redis unreachable, spend caps are checked in the database instead.
+    (`app` is part of the signature for budgets of apps, which do not exist yet.)"""
     credential_ids = sorted({
         planned.credential_id for planned in plan.values()
         if planned.source != SOURCE_INLINE and planned.credential_id
     })
-    rules = budget_rules(credential_ids=credential_ids, app_key_id=token.id if token is not None else None)
-    if not rules:
-        return
+    app_key_id = token.id if token is not None else None
     now = now or timezone.now()
-    checks = [_Check(rule, "", rule.window(now)) for rule in rules.by_credential.values()]
-    checks += [_Check(rule, user, rule.window(now)) for rule in rules.by_app_key.values()]
-    _admit(checks, now)
+    try:
+        rules = budget_rules(credential_ids=credential_ids, app_key_id=app_key_id)
+        if not rules:
+            return
+        checks = [_Check(rule, "", rule.window(now)) for rule in rules.by_credential.values()]
+        checks += [_Check(rule, user, rule.window(now)) for rule in rules.by_app_key.values()]
+        _admit(checks, now)
+    except counters.UNAVAILABLE as exc:
+        logger.warning("Redis unreachable (%s): budgets checked in the database, rate limits not "
+                       "enforced", type(exc).__name__)
+        _admit_from_database(credential_ids=credential_ids, app_key_id=app_key_id, user=user, now=now)
+
+
+def _admit_from_database(*, credential_ids: list[str], app_key_id, user: str, now: datetime) -> None:
+    """Without Redis: spend caps checked against the stored steps (the source of truth);
+    rate limits, which need a shared atomic counter, are not enforced meanwhile."""
+    from django.db.models import Q
+
+    from budgets.models import Budget
+
+    query = Q(credential_id__in=credential_ids)
+    if app_key_id is not None:
+        query |= Q(app_key_id=app_key_id)
+    for budget in Budget.objects.filter(query):
+        rule = BudgetRule.of(budget)
+        if not rule.has_spend_cap:
+            continue
+        check = _Check(rule, "" if rule.credential_id else user, rule.window(now))
+        tokens, cost = spend_from_steps(rule=rule, subject=check.subject, window=check.window)
+        if rule.token_budget is not None and tokens >= rule.token_budget:
+            _refuse_budget(check, "tokens", str(tokens), now)
+        if rule.cost_budget is not None and cost_units(cost) >= rule.cost_cap_units:
+            _refuse_budget(check, "cost", str(cost_units(cost)), now)
 
 
 def _admit(checks: list[_Check], now: datetime) -> None:

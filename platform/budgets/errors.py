@@ -44,6 +44,12 @@ class BudgetExists(ApiError):
     code = "budget_exists"
 
 
+class BudgetsUnavailable(ApiError):
+    status = 503
+    code = "service_unavailable"
+    message = "Budgets cannot be changed right now (their store, Redis, is unreachable); retry shortly."
+
+
 class BudgetNotFound(NotFound):
     code = "budget_not_found"
     message = "Budget not found."

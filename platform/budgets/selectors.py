@@ -218,15 +218,19 @@ def budget_spend_get(*, budget: Budget, user: str = "", now: datetime | None = N
     window = rule.window(now)
     schema = connection.schema_name
     key = counters.spend_key(schema, rule.id, subject, window.key)
-    client = counters.redis_client()
-    pipe = client.pipeline(transaction=False)
-    pipe.hmget(key, "tokens", "cost")
-    pipe.zcount(counters.rpm_key(schema, rule.id, subject), int(now.timestamp() * 1000) - counters.RATE_WINDOW_MS, "+inf")
-    pipe.get(counters.tpm_key(schema, rule.id, subject, int(now.timestamp()) // 60))
-    (tokens, cost), requests, minute_tokens = pipe.execute()
-    if tokens is None:
-        seed = counter_seed(rule=rule, subject=subject, window=window, now=now)
-        tokens, cost = counters.read_spend_script()(keys=[key], args=seed)
+    try:
+        pipe = counters.redis_client().pipeline(transaction=False)
+        pipe.hmget(key, "tokens", "cost")
+        pipe.zcount(counters.rpm_key(schema, rule.id, subject),
+                    int(now.timestamp() * 1000) - counters.RATE_WINDOW_MS, "+inf")
+        pipe.get(counters.tpm_key(schema, rule.id, subject, int(now.timestamp()) // 60))
+        (tokens, cost), requests, minute_tokens = pipe.execute()
+        if tokens is None:
+            seed = counter_seed(rule=rule, subject=subject, window=window, now=now)
+            tokens, cost = counters.read_spend_script()(keys=[key], args=seed)
+    except counters.UNAVAILABLE:  # the stored steps, the numbers the counter caches
+        stored_tokens, stored_cost = spend_from_steps(rule=rule, subject=subject, window=window)
+        tokens, cost, requests, minute_tokens = stored_tokens, cost_units(stored_cost), 0, 0
     return Spend(
         user=user if budget.scope == Budget.Scope.END_USER else None, period=budget.period,
         window=window, tokens_used=int(tokens or 0), token_budget=budget.token_budget,

@@ -15,6 +15,7 @@ from budgets.errors import (
     BudgetCredentialDisabled,
     BudgetExists,
     BudgetInvalid,
+    BudgetsUnavailable,
 )
 from budgets.models import COST_DECIMALS, COST_DIGITS, Budget, BudgetEvent
 from budgets.periods import PERIODS
@@ -32,9 +33,13 @@ MAX_COST = Decimal(10) ** (COST_DIGITS - COST_DECIMALS) - Decimal(10) ** -COST_D
 
 def budget_index_changed(*, schema: str) -> None:
     """Readers of the enforcement index load it again: now, and after the change commits
-    (an index loaded in between, from the old rows, is then never read)."""
-    counters.index_invalidate(schema)
-    transaction.on_commit(lambda: counters.index_invalidate(schema))
+    (an index loaded in between, from the old rows, is then never read). Without Redis the
+    change is refused (503): enforcement would not see it."""
+    try:
+        counters.index_invalidate(schema)
+    except counters.UNAVAILABLE:
+        raise BudgetsUnavailable() from None
+    transaction.on_commit(lambda: counters.index_invalidate(schema), robust=True)
 
 
 def _positive_int(errors: dict, name: str, value, maximum: int):
@@ -70,8 +75,9 @@ def _cost(errors: dict, value):
 
 def budget_limits_check(*, token_budget=None, cost_budget=None, period: str = Budget.Period.MONTH,
                         soft_threshold_percent=None, requests_per_minute=None, tokens_per_minute=None,
-                        alert_webhook_url: str = "") -> dict:
-    """The limits cleaned, or BudgetInvalid naming every field that is wrong."""
+                        alert_webhook_url: str = "", check_webhook: bool = True) -> dict:
+    """The limits cleaned, or BudgetInvalid naming every field that is wrong. The webhook
+    URL is resolved and checked (InvalidCallbackUrl) when `check_webhook`."""
     errors: dict[str, str] = {}
     values = {
         "token_budget": _positive_int(errors, "token_budget", token_budget, MAX_BIG),
@@ -100,7 +106,7 @@ def budget_limits_check(*, token_budget=None, cost_budget=None, period: str = Bu
                             "tokens_per_minute.")
     if errors:
         raise BudgetInvalid("; ".join(f"{name}: {text}" for name, text in errors.items()))
-    if values["alert_webhook_url"]:
+    if values["alert_webhook_url"] and check_webhook:
         from webhooks.services import callback_url_check
 
         callback_url_check(values["alert_webhook_url"])
@@ -189,7 +195,8 @@ def budget_update(*, budget: Budget, actor: str = "", **changes) -> Budget:
         merged["alert_webhook_url"] = ""
     if merged["period"] is None:
         raise BudgetInvalid(f"period: must be one of {', '.join(PERIODS)}.")
-    values = budget_limits_check(**merged)
+    # An unchanged webhook URL is not resolved again (its host may be down just now).
+    values = budget_limits_check(**merged, check_webhook=merged["alert_webhook_url"] != current["alert_webhook_url"])
     if budget.credential_id:
         _check_credential(budget.credential)
     changed = {

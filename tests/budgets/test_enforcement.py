@@ -226,3 +226,52 @@ def test_the_credential_and_the_end_user_are_both_checked(credential, app_key, r
     for index in range(9):
         admit(credential, app_key=app_key, user=f"user-{index}")
     assert str(credential.id) in refused(credential, app_key=app_key, user="zed").message
+
+
+# --- Redis unreachable -----------------------------------------------------------------------
+
+
+def redis_down(monkeypatch):
+    """Budgets' Redis client points at a port nothing listens on."""
+    import redis
+
+    from budgets import counters
+    from tests.e2e.conftest import free_port
+
+    monkeypatch.setattr(counters, "_client", redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0",
+                                                                  socket_connect_timeout=1))
+
+
+def test_without_redis_spend_caps_are_checked_in_the_database(credential, app_key, record_step, monkeypatch):
+    budget_create(credential=credential, token_budget=100, requests_per_minute=1)
+    budget_create(app_key=app_key, cost_budget=Decimal("1"))
+    record_step(credential, tokens=60, user="alice", app_key=app_key, price="1")
+    redis_down(monkeypatch)
+    for _ in range(3):  # rate limits need Redis: not enforced meanwhile
+        admit(credential, app_key=app_key, user="bob")
+    assert "end user 'alice'" in refused(credential, app_key=app_key, user="alice").message
+    record_step(credential, tokens=60, count=False)  # counting is skipped without Redis …
+    error = refused(credential, app_key=app_key, user="bob")
+    assert error.code == "quota_exceeded" and "120 of its 100 tokens" in error.message  # … not the steps
+
+
+def test_without_redis_budget_changes_are_refused_and_counting_does_not_fail(credential, app_key, record_step,
+                                                                             monkeypatch):
+    from django.db import transaction
+
+    from budgets.models import Budget, BudgetEvent
+    from budgets.selectors import budget_spend_get
+    from budgets.services import budget_update
+
+    budget = budget_create(credential=credential, token_budget=100)
+    redis_down(monkeypatch)
+    for change in (lambda: budget_update(budget=budget, token_budget=5),
+                   lambda: budget_create(app_key=app_key, requests_per_minute=1)):
+        with pytest.raises(Exception) as failed, transaction.atomic():
+            change()
+        assert (failed.value.status, failed.value.code) == (503, "service_unavailable")
+    budget.refresh_from_db()
+    assert budget.token_budget == 100 and Budget.objects.count() == 1
+    assert list(BudgetEvent.objects.values_list("kind", flat=True)) == ["created"]
+    record_step(credential, tokens=30)  # does not raise
+    assert budget_spend_get(budget=budget).tokens_used == 30
