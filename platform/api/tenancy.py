@@ -28,7 +28,12 @@ async def in_tenant(tenant, fn: Callable[..., T], *args, **kwargs) -> T:
 
     def call():
         enter_tenant(tenant)
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            # Back to the pool before the view goes on to wait (blocking runs, streams):
+            # a waiting client holds no database connection.
+            connection.close()
 
     return await sync_to_async(call)()
 

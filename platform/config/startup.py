@@ -14,8 +14,9 @@ def process_start_checks() -> None:
     from credentials.encryption import encryption_keys_verify
 
     encryption_keys_verify()
-    # Forked children (Celery prefork, gunicorn) must not share the parent's connection.
+    # Forked children (Celery prefork) must not share the parent's connections or pool.
     connection.close()
+    connection.close_pool()
 
 
 def web_process_started() -> None:

@@ -29,7 +29,13 @@ def _async_client() -> aredis.Redis:
     loop_id = id(asyncio.get_running_loop())
     client = _async_clients.get(loop_id)
     if client is None:
-        client = aredis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+        # Every waiting client (blocking run, stream) holds one connection in XREAD BLOCK;
+        # beyond the cap, waiters queue for a connection instead of failing.
+        pool = aredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=settings.KEYFLOW_REDIS_WAITERS_MAX, timeout=30,
+            health_check_interval=30,
+        )
+        client = aredis.Redis(connection_pool=pool)
         _async_clients[loop_id] = client
     return client
 

@@ -148,11 +148,21 @@ DATABASE_URL = env.required("DATABASE_URL", _LAUNCH_HINT)
 # request's sync code runs on a thread of its own, and a persistent connection left on a
 # finished thread stays open until garbage collection. Under concurrent load they pile up to
 # PostgreSQL's max_connections and requests fail with 500. Celery workers may set it higher.
+# Under ASGI every request runs its sync code on a thread of its own, so persistent
+# connections (CONN_MAX_AGE) would pile up, one per thread, until PostgreSQL refuses more.
+# Connections come from a pool per process instead (psycopg_pool) and go back after each
+# use; django-tenants sets the search_path again on every checkout (it resets on close).
+# KEYFLOW_DB_POOL_MAX=0 turns the pool off (e.g. behind PgBouncer).
+DATABASE_POOL_MAX = env.int("KEYFLOW_DB_POOL_MAX", 10)
 DATABASES = {
     "default": {
-        **dj_database_url.parse(DATABASE_URL, conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 0)),
+        **dj_database_url.parse(
+            DATABASE_URL, conn_max_age=0 if DATABASE_POOL_MAX else env.int("DATABASE_CONN_MAX_AGE", 0)
+        ),
         "ENGINE": "django_tenants.postgresql_backend",
-        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {"pool": {"min_size": 1, "max_size": DATABASE_POOL_MAX, "timeout": 10}}
+        if DATABASE_POOL_MAX
+        else {},
     }
 }
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
@@ -333,6 +343,8 @@ KEYFLOW_RUN_STALE_SECONDS = env.int("KEYFLOW_RUN_STALE_SECONDS", 120)
 KEYFLOW_BLOCKING_TIMEOUT = env.int("KEYFLOW_BLOCKING_TIMEOUT", 100)
 KEYFLOW_STREAM_PING_SECONDS = env.int("KEYFLOW_STREAM_PING_SECONDS", 10)
 KEYFLOW_RUN_EVENTS_TTL = env.int("KEYFLOW_RUN_EVENTS_TTL", 3600)
+# Redis connections a web process may hold for clients waiting on runs (one each).
+KEYFLOW_REDIS_WAITERS_MAX = env.int("KEYFLOW_REDIS_WAITERS_MAX", 2000)
 KEYFLOW_PROVIDER_TIMEOUT = env.int("KEYFLOW_PROVIDER_TIMEOUT", 60)
 KEYFLOW_PROVIDER_MAX_ATTEMPTS = env.int("KEYFLOW_PROVIDER_MAX_ATTEMPTS", 4)
 KEYFLOW_PROVIDER_MAX_BACKOFF = env.int("KEYFLOW_PROVIDER_MAX_BACKOFF", 30)
