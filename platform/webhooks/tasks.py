@@ -8,7 +8,7 @@ from webhooks.models import WebhookDelivery
 from webhooks.services import webhook_deliver, webhook_deliveries_resume
 
 
-@shared_task(bind=True, name="webhooks.webhook_deliver_task", acks_late=True, max_retries=None)
+@shared_task(bind=True, name="webhooks.webhook_deliver_task", acks_late=True, max_retries=None, ignore_result=True)
 def webhook_deliver_task(self, delivery_id: str) -> None:
     """One attempt; while the delivery stays pending, retry after its backoff (the service
     decides when it gives up, so the task retries without limit of its own)."""

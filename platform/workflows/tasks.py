@@ -7,7 +7,7 @@ from workflows.executor import workflow_run_execute
 from workflows.maintenance import runs_sweep
 
 
-@shared_task(name="workflows.workflow_run_execute_task", acks_late=True)
+@shared_task(name="workflows.workflow_run_execute_task", acks_late=True, ignore_result=True)
 def workflow_run_execute_task(run_id: str) -> None:
     workflow_run_execute(run_id=run_id)
 
