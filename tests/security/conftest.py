@@ -19,6 +19,7 @@ class Target:
     tenant: object
     app_keys: dict  # app name -> app-… token
     management_token: str
+    ids: dict  # things in the tenant: app_id, key_id, credential_id; doomed_* to delete
 
 
 def target_make(slug: str, base_url: str, fake_url: str, *, rate_limit: int = UNTHROTTLED) -> Target:
@@ -35,24 +36,33 @@ def target_make(slug: str, base_url: str, fake_url: str, *, rate_limit: int = UN
 
     tenant = tenant_provision(name=f"Security {slug}", slug=slug, admin_email=f"admin@{slug}.test").tenant
     with tenant_context(tenant):
-        for provider, config in (("openai", {"base_url": fake_url + "/v1"}),
-                                 ("anthropic", {"base_url": fake_url})):
+        credentials = [
             credential_create(provider=provider, name="default", secrets={"api_key": canary_key()},
                               config=config, is_default=True)
+            for provider, config in (("openai", {"base_url": fake_url + "/v1"}),
+                                     ("anthropic", {"base_url": fake_url}))
+        ]
         apps = {
             "workflow": app_create(name="Summarizer", graph=SUMMARIZER),
             "chat": app_create(name="Chat", mode="chat", model_config=CHAT_CONFIG),
             "completion": app_create(name="Completion", mode="completion", model_config=COMPLETION_CONFIG),
         }
+        doomed_app = app_create(name="Doomed", graph=SUMMARIZER)
+        doomed_credential = credential_create(provider="openai", name="doomed",
+                                              secrets={"api_key": canary_key()})
         policy = OverridePolicy(rate_limit_per_minute=rate_limit)
-        app_keys = {
-            name: app_key_issue(tenant=tenant, app=app, policy=policy).token for name, app in apps.items()
-        }
+        issued = {name: app_key_issue(tenant=tenant, app=app, policy=policy) for name, app in apps.items()}
     management = api_token_issue(
         tenant=tenant, scope=ApiToken.Scope.MANAGEMENT, name="security tests",
         policy={"rate_limit_per_minute": rate_limit},
     )
-    return Target(base_url=base_url, tenant=tenant, app_keys=app_keys, management_token=management.token)
+    return Target(
+        base_url=base_url, tenant=tenant, management_token=management.token,
+        app_keys={name: key.token for name, key in issued.items()},
+        ids={"app_id": str(apps["workflow"].id), "key_id": str(issued["workflow"].record.id),
+             "credential_id": str(credentials[0].id), "doomed_app_id": str(doomed_app.id),
+             "doomed_credential_id": str(doomed_credential.id)},
+    )
 
 
 @pytest.fixture(scope="session")
