@@ -144,10 +144,6 @@ TEMPLATES = [
 
 # --- Database --------------------------------------------------------------------------------
 DATABASE_URL = env.required("DATABASE_URL", _LAUNCH_HINT)
-# 0 (a connection per request, closed at its end) is what Django prescribes under ASGI: each
-# request's sync code runs on a thread of its own, and a persistent connection left on a
-# finished thread stays open until garbage collection. Under concurrent load they pile up to
-# PostgreSQL's max_connections and requests fail with 500. Celery workers may set it higher.
 # Under ASGI every request runs its sync code on a thread of its own, so persistent
 # connections (CONN_MAX_AGE) would pile up, one per thread, until PostgreSQL refuses more.
 # Connections come from a pool per process instead (psycopg_pool) and go back after each
