@@ -174,6 +174,21 @@ def test_many_headers_adding_up_to_64_kib_are_refused_too(service_target):
     assert 400 <= status < 500 and seconds < 5
 
 
+@pytest.mark.parametrize("header", [
+    b"Authorization: Bearer app-\xff\xfe\xc3(",
+    b"Authorization: Bearer kf-\x80\x81",
+    b"Authorization: \xf0\x9f\x94\x91 \xf0\x9f\x94\x91",
+    b"Idempotency-Key: \xff" + b"k" * 8000,
+    b"Content-Type: application/json; charset=\xff\xfe",
+])
+def test_invalid_bytes_in_headers_never_make_a_5xx(service_target, header):
+    status, answer, _seconds = raw_request(
+        service_target.base_url,
+        b"POST /v1/workflows/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n" + header
+        + b"\r\nConnection: close\r\n\r\n{}")
+    assert 400 <= status < 500, answer[:500]
+
+
 def test_a_large_but_accepted_header_gets_the_apis_json_answer(http):
     response = http.get("/v1/info", headers={"Authorization": "Bearer app-" + "x" * 8000})
     assert_dify_error(response, 401, "unauthorized")
