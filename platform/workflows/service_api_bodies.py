@@ -77,12 +77,25 @@ class RunDetailBody(serializers.Serializer):
     metadata = RunDetailMetadataBody()
 
 
+class ServerSentEventBody(serializers.Serializer):
+    """One event of a `streaming` answer (`data: {json}` lines; `event: ping` keeps it alive)."""
+
+    event = serializers.CharField(required=False, help_text="ping; the others name theirs in data")
+    data = serializers.CharField(
+        required=False,
+        help_text="A JSON object: Dify's event (workflow_started, node_started, text_chunk, "
+        "node_finished, workflow_finished, message, message_end, error…) with its fields.",
+    )
+    id = serializers.CharField(required=False)
+    retry = serializers.IntegerField(required=False)
+
+
 def sse_or(body, description: str) -> dict:
     """A 200 that is `body` as JSON (blocking) or a stream of Server-Sent Events."""
     return {
         (200, "application/json"): OpenApiResponse(body, description=description),
         (200, "text/event-stream"): OpenApiResponse(
-            str, description="streaming: Server-Sent Events, `data: {json}` lines"
+            ServerSentEventBody, description="streaming: Server-Sent Events"
         ),
     }
 
