@@ -216,6 +216,9 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "kf",
+        # A Redis that stops answering must fail a cache call (the API rate limit then lets
+        # requests through and logs it), not hold the request forever.
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
 }
 
