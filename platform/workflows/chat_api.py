@@ -34,6 +34,7 @@ from workflows.service_api import (
     StopInput,
     _ServiceApi,
     app_for_request,
+    refuse_unqueued,
     relay_events,
     sse_response,
     wait_for_end,
@@ -106,9 +107,13 @@ class _MessageApi(AsyncAPIView):
 
         def submit():
             message = self.submit(request, data, mode, idempotency_key)
-            return Message.objects.select_related("run").get(pk=message.pk)
+            enqueued = getattr(message.run, "enqueued", True)
+            message = Message.objects.select_related("run").get(pk=message.pk)
+            message.run.enqueued = enqueued
+            return message
 
         message = await in_tenant(tenant, submit)
+        await refuse_unqueued(tenant, message.run, mode)
         schema, run_id = tenant.schema_name, message.run_id
         if mode == WorkflowRun.ResponseMode.ASYNC:
             body = {"task_id": str(message.run.task_id), "message_id": str(message.id),
@@ -116,8 +121,8 @@ class _MessageApi(AsyncAPIView):
                     "status": message.run.status}
             return with_platform_time(Response(body, status=202), message.run, started)
         if mode == WorkflowRun.ResponseMode.STREAMING:
-            return sse_response(relay_events(schema, run_id))
-        await wait_for_end(schema, run_id, settings.KEYFLOW_BLOCKING_TIMEOUT)
+            return sse_response(relay_events(schema, run_id, tenant))
+        await wait_for_end(schema, run_id, settings.KEYFLOW_BLOCKING_TIMEOUT, tenant)
         message = await in_tenant(tenant, lambda: Message.objects.select_related("run", "app").get(pk=message.pk))
         run = message.run
         if run.status == WorkflowRun.Status.FAILED:

@@ -93,3 +93,13 @@ def events_for(run: WorkflowRun) -> WorkflowEvents:
     if run.app.mode == App.Mode.WORKFLOW:
         return WorkflowEvents(run)
     return MessageEvents(run)
+
+
+def final_payload(run: WorkflowRun) -> dict:
+    """The run's final event, built from the database alone (for when Redis is unreachable)."""
+    if run.app.mode == App.Mode.WORKFLOW:
+        return presenters.workflow_finished(run)
+    message = Message.objects.select_related("run").get(run=run)
+    if run.status == WorkflowRun.Status.FAILED:
+        return presenters.message_error(message, code=run.error_code or "completion_request_error", text=run.error)
+    return presenters.message_end(message)

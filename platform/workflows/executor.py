@@ -12,6 +12,7 @@ import threading
 import time
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
@@ -50,7 +51,10 @@ from workflows.templating import TemplateRenderError, render
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 10
+
+def heartbeat_seconds() -> float:
+    """Workers report four times per stale threshold, so a live run is never taken over."""
+    return max(1.0, settings.KEYFLOW_RUN_STALE_SECONDS / 4)
 
 
 class NodeFailure(Exception):
@@ -95,7 +99,7 @@ class Heartbeat:
 
     def _beat(self):
         try:
-            while not self._stop.wait(HEARTBEAT_SECONDS):
+            while not self._stop.wait(heartbeat_seconds()):
                 with connection.cursor() as cursor:
                     cursor.execute(self.sql, self.args)
         except Exception:  # the sweeper takes over if heartbeats stop

@@ -16,11 +16,13 @@ from drf_spectacular.utils import (
     extend_schema,
     inline_serializer,
 )
+from redis.exceptions import RedisError
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.auth import AppTokenAuthentication, IsAppClient
+from api.errors import ApiError
 from api.pagination import PageLimitPagination
 from api.serializers import JsonAlwaysNegotiation
 from api.tenancy import TenantContextMixin, in_tenant
@@ -28,9 +30,14 @@ from runevents import streams
 from workflows import presenters
 from workflows import service_api_bodies as bodies
 from workflows.errors import AppDisabled, AppModeMismatch, RunNotFound
+from workflows.events import final_payload
 from workflows.models import App, WorkflowRun
 from workflows.selectors import workflow_run_get, workflow_run_list
-from workflows.services import workflow_run_request_stop, workflow_run_submit
+from workflows.services import (
+    workflow_run_refuse_unqueued,
+    workflow_run_request_stop,
+    workflow_run_submit,
+)
 
 RESPONSE_MODES = [choice for choice, _ in WorkflowRun.ResponseMode.choices]
 
@@ -85,16 +92,55 @@ def sse(payload: dict) -> str:
     return f"data: {json.dumps(payload, separators=(',', ':'), ensure_ascii=False)}\n\n"
 
 
-async def relay_events(schema: str, run_id):
-    """Server-Sent Events of a run; like Dify, a ping every 10 s of wall time."""
+async def relay_events(schema: str, run_id, tenant=None):
+    """Server-Sent Events of a run; like Dify, a ping every 10 s of wall time. If Redis
+    becomes unreachable, the run is followed in the database and its final event sent."""
     interval = settings.KEYFLOW_STREAM_PING_SECONDS
     next_ping = time.monotonic() + interval
-    async for payload in streams.follow(schema, run_id, block_ms=1000):
-        if time.monotonic() >= next_ping:
-            next_ping += interval
-            yield PING
-        if payload is not None:
-            yield sse(payload)
+    try:
+        async for payload in streams.follow(schema, run_id, block_ms=1000):
+            if time.monotonic() >= next_ping:
+                next_ping += interval
+                yield PING
+            if payload is not None:
+                yield sse(payload)
+    except RedisError:
+        if tenant is None:
+            raise
+        run = await poll_until_finished(tenant, run_id, settings.KEYFLOW_BLOCKING_TIMEOUT)
+        if run is not None:
+            yield sse(await in_tenant(tenant, lambda: final_payload(WorkflowRun.objects.select_related("app").get(pk=run_id))))
+        else:
+            yield sse({"event": "error", "workflow_run_id": str(run_id), "status": 503,
+                       "code": "service_unavailable",
+                       "message": "The run's events cannot be followed right now; poll the run."})
+
+
+async def poll_until_finished(tenant, run_id, timeout: float):
+    """The finished run, read from the database every half second; None after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = await in_tenant(tenant, lambda: WorkflowRun.objects.filter(pk=run_id).first())
+        if run is None or run.is_finished:
+            return run
+        await asyncio.sleep(0.5)
+    return None
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    code = "service_unavailable"
+
+
+async def refuse_unqueued(tenant, run, mode: str) -> None:
+    """A blocking or streaming run the broker could not take is failed and refused (503), so
+    it never runs behind its client's back; an async run stays queued for the sweeper."""
+    if getattr(run, "enqueued", True) is False and mode != WorkflowRun.ResponseMode.ASYNC:
+        await in_tenant(tenant, workflow_run_refuse_unqueued, run_id=run.pk)
+        raise ServiceUnavailable(
+            "The run could not be queued: the broker is unreachable. Nothing was run; try again shortly.",
+            headers={"Retry-After": "5"},
+        )
 
 
 def sse_response(events) -> StreamingHttpResponse:
@@ -104,8 +150,9 @@ def sse_response(events) -> StreamingHttpResponse:
     return response
 
 
-async def wait_for_end(schema: str, run_id, timeout: float) -> bool:
-    """True when the run finished within `timeout` seconds."""
+async def wait_for_end(schema: str, run_id, timeout: float, tenant=None) -> bool:
+    """True when the run finished within `timeout` seconds (followed in the database if
+    Redis is unreachable)."""
     deadline = time.monotonic() + timeout
 
     async def consume() -> bool:
@@ -120,6 +167,10 @@ async def wait_for_end(schema: str, run_id, timeout: float) -> bool:
         return await asyncio.wait_for(consume(), timeout=timeout + 1)
     except TimeoutError:
         return False
+    except RedisError:
+        if tenant is None:
+            raise
+        return await poll_until_finished(tenant, run_id, max(0.0, deadline - time.monotonic())) is not None
 
 
 def with_platform_time(response, run: WorkflowRun, started: float):
@@ -163,14 +214,15 @@ class WorkflowRunApi(AsyncAPIView):
             ).run
 
         run = await in_tenant(tenant, submit)
+        await refuse_unqueued(tenant, run, mode)
         schema = tenant.schema_name
         if mode == WorkflowRun.ResponseMode.ASYNC:
             body = {"workflow_run_id": str(run.id), "task_id": str(run.task_id), "status": run.status,
                     "data": presenters.run_detail_body(run)}
             return with_platform_time(Response(body, status=202), run, started)
         if mode == WorkflowRun.ResponseMode.STREAMING:
-            return sse_response(relay_events(schema, run.id))
-        await wait_for_end(schema, run.id, settings.KEYFLOW_BLOCKING_TIMEOUT)
+            return sse_response(relay_events(schema, run.id, tenant))
+        await wait_for_end(schema, run.id, settings.KEYFLOW_BLOCKING_TIMEOUT, tenant)
         run = await in_tenant(tenant, lambda: WorkflowRun.objects.get(pk=run.pk))
         return with_platform_time(Response(presenters.run_blocking_body(run)), run, started)
 

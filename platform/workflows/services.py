@@ -199,7 +199,10 @@ def workflow_run_submit(
             run.save(update_fields=["credential_plan"])
             if on_created is not None:
                 on_created(run)
-            transaction.on_commit(lambda: workflow_run_enqueue(run=run))
+            # The view reads run.enqueued: a blocking or streaming client whose run could
+            # not be queued is refused (503) rather than left waiting on it.
+            run.enqueued = None
+            transaction.on_commit(lambda: setattr(run, "enqueued", workflow_run_enqueue(run=run)))
     except IntegrityError:
         existing = WorkflowRun.objects.filter(
             app=app, api_token_id=token.id, idempotency_key=idempotency_key
@@ -228,6 +231,22 @@ def workflow_run_enqueue(*, run: WorkflowRun) -> bool:
     except Exception:  # broker unreachable: the sweeper retries
         logger.exception("Could not queue run %s now; the sweeper will queue it again", run.id)
         return False
+
+
+def workflow_run_refuse_unqueued(*, run_id) -> None:
+    """Fail a run the broker could not take, whose client is told so (503): it must not run
+    later behind that client's back. Touches only the database (Redis may be down)."""
+    from workflows.models import Message
+
+    now = timezone.now()
+    updated = WorkflowRun.objects.filter(pk=run_id, status=WorkflowRun.Status.QUEUED).update(
+        status=WorkflowRun.Status.FAILED, error="Not queued: the broker was unreachable.",
+        error_code="not_queued", finished_at=now,
+    )
+    if updated:
+        Message.objects.filter(run_id=run_id).update(status=WorkflowRun.Status.FAILED,
+                                                     error="Not queued: the broker was unreachable.")
+        inline_credentials_destroy(run_id=run_id)
 
 
 def worker_identity() -> str:

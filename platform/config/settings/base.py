@@ -156,6 +156,9 @@ DATABASES = {
             DATABASE_URL, conn_max_age=0 if DATABASE_POOL_MAX else env.int("DATABASE_CONN_MAX_AGE", 0)
         ),
         "ENGINE": "django_tenants.postgresql_backend",
+        # With the pool this makes psycopg_pool check each connection on checkout: one that
+        # died while idle (restart, failover) is replaced instead of failing its request.
+        "CONN_HEALTH_CHECKS": True,
         "OPTIONS": {"pool": {"min_size": 1, "max_size": DATABASE_POOL_MAX, "timeout": 10}}
         if DATABASE_POOL_MAX
         else {},
@@ -338,7 +341,9 @@ KEYFLOW_PROVIDERS = env.list(
 # Runs.
 KEYFLOW_RUN_DEADLINE_SECONDS = env.int("KEYFLOW_RUN_DEADLINE_SECONDS", CELERY_TASK_SOFT_TIME_LIMIT)
 # A running run whose worker has not reported for this long is taken to be lost.
-KEYFLOW_RUN_STALE_SECONDS = env.int("KEYFLOW_RUN_STALE_SECONDS", 120)
+KEYFLOW_RUN_STALE_SECONDS = env.int("KEYFLOW_RUN_STALE_SECONDS", 40)
+if KEYFLOW_RUN_STALE_SECONDS < 4:
+    raise ImproperlyConfigured("KEYFLOW_RUN_STALE_SECONDS must be at least 4 (workers report every quarter of it).")
 KEYFLOW_BLOCKING_TIMEOUT = env.int("KEYFLOW_BLOCKING_TIMEOUT", 100)
 KEYFLOW_STREAM_PING_SECONDS = env.int("KEYFLOW_STREAM_PING_SECONDS", 10)
 KEYFLOW_RUN_EVENTS_TTL = env.int("KEYFLOW_RUN_EVENTS_TTL", 3600)
