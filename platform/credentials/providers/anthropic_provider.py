@@ -25,6 +25,7 @@ from credentials.providers.base import (
     cancel_environment_headers,
     parse_retry_after,
     provider_error_for_status,
+    sdk_connection_error,
     transport_error,
 )
 
@@ -227,16 +228,11 @@ def anthropic_error(
 ) -> ProviderError | None:
     """The typed, redacted error for an exception raised by the anthropic SDK."""
     secrets = tuple(secrets)
-    if isinstance(exc, anthropic.APITimeoutError):
-        return ProviderTimeout(
-            f"{display_name} did not answer in time.", provider=provider, secrets=secrets
-        )
-    if isinstance(exc, anthropic.APIConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        reason = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
-        return ProviderUnavailable(
-            f"Could not reach {display_name}{reason}.", provider=provider, secrets=secrets
-        )
+    connection_error = sdk_connection_error(
+        exc, anthropic, provider=provider, display_name=display_name, secrets=secrets
+    )
+    if connection_error is not None:
+        return connection_error
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
         detail = _error_detail(exc)

@@ -731,6 +731,29 @@ class Provider:
         return None
 
 
+def sdk_connection_error(
+    exc: BaseException,
+    sdk: Any,
+    *,
+    provider: str,
+    display_name: str,
+    secrets: tuple[str, ...],
+) -> ProviderError | None:
+    """The typed error for an SDK's timeout or connection failure, or None for anything
+    else. Both official SDKs (openai, anthropic) name these classes the same way."""
+    if isinstance(exc, sdk.APITimeoutError):
+        return ProviderTimeout(
+            f"{display_name} did not answer in time.", provider=provider, secrets=secrets
+        )
+    if isinstance(exc, sdk.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        reason = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+        return ProviderUnavailable(
+            f"Could not reach {display_name}{reason}.", provider=provider, secrets=secrets
+        )
+    return None
+
+
 def transport_error(
     exc: BaseException, *, provider: str, display_name: str, secrets: Iterable[str]
 ) -> ProviderError | None:

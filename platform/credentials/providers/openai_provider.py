@@ -16,11 +16,11 @@ from credentials.providers.base import (
     Provider,
     ProviderCredential,
     ProviderError,
-    ProviderTimeout,
     ProviderUnavailable,
     Usage,
     cancel_environment_headers,
     provider_error_for_status,
+    sdk_connection_error,
     transport_error,
 )
 
@@ -218,16 +218,11 @@ def openai_error(
 ) -> ProviderError | None:
     """The typed, redacted error for an exception raised by the openai SDK."""
     secrets = tuple(secrets)
-    if isinstance(exc, openai.APITimeoutError):
-        return ProviderTimeout(
-            f"{display_name} did not answer in time.", provider=provider, secrets=secrets
-        )
-    if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        reason = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
-        return ProviderUnavailable(
-            f"Could not reach {display_name}{reason}.", provider=provider, secrets=secrets
-        )
+    connection_error = sdk_connection_error(
+        exc, openai, provider=provider, display_name=display_name, secrets=secrets
+    )
+    if connection_error is not None:
+        return connection_error
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         return provider_error_for_status(
