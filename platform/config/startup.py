@@ -28,3 +28,7 @@ def web_process_started() -> None:
 
     for urlconf in (settings.ROOT_URLCONF, settings.PUBLIC_SCHEMA_URLCONF):
         get_resolver(urlconf).url_patterns  # noqa: B018 - the import is the point
+    # The provider plugins (and their SDKs) too: the first run would otherwise wait ~1 s.
+    from credentials.providers.registry import provider_registry
+
+    provider_registry()

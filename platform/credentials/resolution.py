@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from django.db.models import Exists, OuterRef, Q, Value
 from django.utils import timezone
 
 from api.errors import ApiError
@@ -222,10 +223,16 @@ def credential_plan(
     overrides: object,
     user: str,
     policy: OverridePolicy,
-    app_bindings: Mapping[str, Credential],
+    app_bindings: Mapping[str, Credential] | None = None,
+    app_id: object = None,
 ) -> dict[str, PlannedCredential]:
     """Decide who pays for each provider of a run, or refuse the run. Runs at submission,
-    before anything is stored or queued."""
+    before anything is stored or queued.
+
+    With `app_id`, the app's bindings are read in the same single query as the overrides and
+    the tenant defaults (one SQL statement per submission, whatever the graph uses);
+    `app_bindings` gives them directly instead.
+    """
     registry = provider_registry()
     if overrides in (None, {}):
         overrides = {}
@@ -281,8 +288,9 @@ def credential_plan(
             )
 
     remaining = [p for p in providers_used if p not in plan and p not in wanted_ids]
-    found = Credential.objects.filter(id__in=list(wanted_ids.values())) if wanted_ids else []
-    by_id = {credential.id: credential for credential in found}
+    candidates = _candidates(wanted_ids=list(wanted_ids.values()), remaining=remaining,
+                             app_id=app_id if app_bindings is None else None)
+    by_id = {credential.id: credential for credential in candidates}
     for provider, credential_id in wanted_ids.items():
         credential = by_id.get(credential_id)
         if credential is None:
@@ -293,13 +301,12 @@ def credential_plan(
             fingerprint=credential.fingerprint,
         )
 
-    unbound = [p for p in remaining if p not in app_bindings]
+    if app_bindings is None:
+        app_bindings = {c.provider: c for c in candidates if c.provider in remaining and c.app_bound}
     defaults = {
-        credential.provider: credential
-        for credential in Credential.objects.filter(
-            provider__in=unbound, is_default=True, status=Credential.Status.ACTIVE
-        )
-    } if unbound else {}
+        c.provider: c for c in candidates
+        if c.provider in remaining and c.is_default and c.status == Credential.Status.ACTIVE
+    }
     for provider in remaining:
         if provider in app_bindings:
             credential, source = app_bindings[provider], SOURCE_APP
@@ -317,6 +324,25 @@ def credential_plan(
             fingerprint=credential.fingerprint,
         )
     return plan
+
+
+def _candidates(*, wanted_ids: list, remaining: list[str], app_id) -> list[Credential]:
+    """In one query: the credentials named by overrides, and for the other providers the
+    tenant defaults and (with `app_id`) the app's bound credentials, marked `app_bound`.
+    The secrets are not read: planning needs none."""
+    from workflows.models import AppCredentialBinding
+
+    if not wanted_ids and not remaining:
+        return []
+    app_bound = Value(False)
+    if app_id is not None and remaining:
+        app_bound = Exists(AppCredentialBinding.objects.filter(
+            app_id=app_id, provider=OuterRef("provider"), credential_id=OuterRef("pk")))
+    wanted = Q(id__in=wanted_ids) if wanted_ids else Q(pk__in=[])
+    if remaining:
+        wanted |= Q(provider__in=remaining) & (
+            Q(is_default=True, status=Credential.Status.ACTIVE) | Q(app_bound=True))
+    return list(Credential.objects.defer("secrets").annotate(app_bound=app_bound).filter(wanted))
 
 
 class CredentialUnavailable(Exception):

@@ -7,10 +7,11 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Mapping
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from credentials.errors import CredentialInvalid
@@ -259,5 +260,18 @@ def credential_validate(*, credential: Credential, actor: str = "") -> Validatio
     return result
 
 
-def credential_touch(*, credential_id) -> None:
+# last_used_at is informative (as for API tokens): a process writes it at most once a
+# minute per credential instead of once per LLM call.
+LAST_USED_RESOLUTION_SECONDS = 60
+_last_touched: dict[tuple[str, str], float] = {}
+
+
+def credential_touch(*, credential_id, schema: str | None = None) -> None:
+    key = (schema or connection.schema_name, str(credential_id))
+    now = time.monotonic()
+    if now - _last_touched.get(key, -LAST_USED_RESOLUTION_SECONDS) < LAST_USED_RESOLUTION_SECONDS:
+        return
     Credential.objects.filter(pk=credential_id).update(last_used_at=timezone.now())
+    if len(_last_touched) > 10_000:
+        _last_touched.clear()
+    _last_touched[key] = now

@@ -48,11 +48,17 @@ def stop_key(schema: str, run_id) -> str:
     return f"kf:{schema}:run:{run_id}:stop"
 
 
-def publish(schema: str, run_id, event: Mapping) -> None:
-    """Append an event to the run's stream (kept for an hour after the last event)."""
+def publish(schema: str, run_id, event: Mapping, *, first: bool = True, final: bool = True) -> None:
+    """Append an event to the run's stream, kept KEYFLOW_RUN_EVENTS_TTL after the run's
+    first and its final event (the TTL outlasts any run, so the events in between, e.g. text
+    chunks, skip the EXPIRE: one Redis command each)."""
     key = stream_key(schema, run_id)
+    data = {"e": json.dumps(event, default=str)}
+    if not (first or final):
+        _client().xadd(key, data, maxlen=STREAM_MAXLEN, approximate=True)
+        return
     pipe = _client().pipeline(transaction=False)
-    pipe.xadd(key, {"e": json.dumps(event, default=str)}, maxlen=STREAM_MAXLEN, approximate=True)
+    pipe.xadd(key, data, maxlen=STREAM_MAXLEN, approximate=True)
     pipe.expire(key, settings.KEYFLOW_RUN_EVENTS_TTL)
     pipe.execute()
 

@@ -11,28 +11,38 @@ from workflows.models import App, Message, NodeExecution, WorkflowRun
 
 
 class WorkflowEvents:
+    """Only a streaming run's client hears the events along the way; a blocking or async
+    run's listeners (the waiting request, webhooks) need only the final one, so nothing
+    else is published for them."""
+
     def __init__(self, run: WorkflowRun):
         self.run = run
         self.schema = connection.schema_name
+        self.live = run.response_mode == WorkflowRun.ResponseMode.STREAMING
+        self.published = 0
 
-    def publish(self, payload: dict) -> None:
-        streams.publish(self.schema, self.run.pk, payload)
+    def publish(self, payload: dict, *, final: bool = False) -> None:
+        streams.publish(self.schema, self.run.pk, payload, first=not self.published, final=final)
+        self.published += 1
 
     def started(self) -> None:
-        self.publish(presenters.workflow_started(self.run))
+        if self.live:
+            self.publish(presenters.workflow_started(self.run))
 
     def node_started(self, execution: NodeExecution) -> None:
-        self.publish(presenters.node_started(self.run, execution))
+        if self.live:
+            self.publish(presenters.node_started(self.run, execution))
 
     def node_finished(self, execution: NodeExecution) -> None:
-        self.publish(presenters.node_finished(self.run, execution))
+        if self.live:
+            self.publish(presenters.node_finished(self.run, execution))
 
     def delta(self, node_id: str, text: str) -> None:
         self.publish(presenters.text_chunk(self.run, node_id, text))
 
     def finished(self) -> dict:
         """Publish the final event; return the body a webhook receives."""
-        self.publish(presenters.workflow_finished(self.run))
+        self.publish(presenters.workflow_finished(self.run), final=True)
         return presenters.run_blocking_body(self.run)
 
 
@@ -81,9 +91,9 @@ class MessageEvents(WorkflowEvents):
         mode = run.app.mode if run.app_id else App.Mode.CHAT
         if run.status == WorkflowRun.Status.FAILED:
             self.publish(presenters.message_error(message, code=run.error_code or "completion_request_error",
-                                                  text=run.error))
+                                                  text=run.error), final=True)
         else:
-            self.publish(presenters.message_end(message))
+            self.publish(presenters.message_end(message), final=True)
         if message.conversation_id:
             message.conversation.save(update_fields=["updated_at"])
         return presenters.message_blocking_body(message, mode)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -140,6 +141,12 @@ class RunExecution:
         self._stop_checked = 0.0
         self.events = events_for(run)
         self.history = conversation_history(run)
+        # Node records are written in as few statements as possible: a node that takes no
+        # time (start, template, if/else, end) is stored with the next write; an LLM node is
+        # stored before its paid call and again after it, so it is never paid for twice.
+        self.executions: dict[str, NodeExecution] = {}
+        self.unsaved: list[NodeExecution] = []
+        self.has_inline = any(p.get("source") == "inline" for p in (run.credential_plan or {}).values())
 
     def stop_requested(self) -> bool:
         now = time.monotonic()
@@ -161,7 +168,12 @@ class RunExecution:
                         error=f"Internal error ({type(exc).__name__}); the run was stopped.")
             raise
         finally:
+            self.destroy_inline()
+
+    def destroy_inline(self) -> None:
+        if self.has_inline:
             inline_credentials_destroy(run_id=self.run.pk)
+            self.has_inline = False
 
     def _name_conversation(self) -> None:
         """After a conversation's first answer, name it (when the client asked for that)."""
@@ -178,9 +190,11 @@ class RunExecution:
 
     def _execute(self) -> None:
         walk = GraphWalk(self.graph)
+        if self.run.attempts > 1:  # resumed: earlier attempts' records are reused
+            self.executions = {e.node_id: e for e in NodeExecution.objects.filter(run=self.run)}
         finished = {
-            execution.node_id: execution
-            for execution in NodeExecution.objects.filter(run=self.run, status=NodeExecution.Status.SUCCEEDED)
+            node_id: execution for node_id, execution in self.executions.items()
+            if execution.status == NodeExecution.Status.SUCCEEDED
         }
         self.index = len(finished)
         if not finished:
@@ -217,28 +231,30 @@ class RunExecution:
 
     def finish(self, status: str, *, outputs: dict | None = None, code: str = "", error: str = "") -> None:
         run = self.run
-        totals = NodeExecution.objects.filter(run=run).values_list(
-            "prompt_tokens", "completion_tokens", "total_price", "status"
-        )
-        prompt = completion = 0
-        price = Decimal("0")
-        steps = 0
-        for p, c, pr, _ in totals:
-            prompt, completion, price, steps = prompt + p, completion + c, price + pr, steps + 1
+        self.save_pending()
+        executions = self.executions.values()
+        prompt = sum(e.prompt_tokens for e in executions)
+        completion = sum(e.completion_tokens for e in executions)
         now = timezone.now()
         started_at = run.started_at or now
-        updated = WorkflowRun.objects.filter(pk=run.pk, status=WorkflowRun.Status.RUNNING).update(
-            status=status, outputs=outputs, error=error, error_code=code,
-            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-            total_price=price, total_steps=steps, finished_at=now,
-            elapsed_time=(now - started_at).total_seconds(),
-            provider_time=run.provider_time + self.provider_seconds,
-        )
-        run.refresh_from_db()
+        result = {
+            "status": status, "outputs": outputs, "error": error, "error_code": code,
+            "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "total_price": sum((e.total_price for e in executions), Decimal("0")),
+            "total_steps": len(executions), "finished_at": now,
+            "elapsed_time": (now - started_at).total_seconds(),
+            "provider_time": run.provider_time + self.provider_seconds,
+        }
+        updated = WorkflowRun.objects.filter(pk=run.pk, status=WorkflowRun.Status.RUNNING).update(**result)
+        if updated:
+            for name, value in result.items():
+                setattr(run, name, value)
+        else:  # ended meanwhile by someone else (stop, sweeper): what they wrote stands
+            run.refresh_from_db()
         if not self._naming_pending():
             # Destroyed before anyone hears the run ended: a client that gets its answer
             # can rely on the one-off key being gone.
-            inline_credentials_destroy(run_id=run.pk)
+            self.destroy_inline()
         if updated:
             run_ended(run, self.events)
 
@@ -254,14 +270,17 @@ class RunExecution:
 
     def run_node(self, node) -> dict:
         self.index += 1
-        execution, _ = NodeExecution.objects.update_or_create(
-            run=self.run, node_id=node.id,
-            defaults={
-                "node_type": node.type, "title": node.title or node.id, "index": self.index,
-                "predecessor_node_id": self.last_node_id, "status": NodeExecution.Status.RUNNING,
-                "inputs": {}, "outputs": None, "error": "", "created_at": timezone.now(),
-            },
+        earlier = self.executions.get(node.id)  # a record left by an earlier attempt
+        execution = NodeExecution(
+            id=earlier.id if earlier else uuid.uuid4(), run=self.run, node_id=node.id,
+            node_type=node.type, title=node.title or node.id, index=self.index,
+            predecessor_node_id=self.last_node_id, status=NodeExecution.Status.RUNNING,
+            created_at=timezone.now(),
         )
+        self.executions[node.id] = execution
+        self.unsaved.append(execution)
+        if isinstance(node, LlmNode):
+            self.save_pending()
         self.events.node_started(execution)
         started = time.monotonic()
         try:
@@ -281,8 +300,23 @@ class RunExecution:
     def _close(self, execution: NodeExecution, started: float) -> None:
         execution.elapsed_time = time.monotonic() - started
         execution.finished_at = timezone.now()
-        execution.save()
+        if execution.node_type == LlmNode.type or execution.status != NodeExecution.Status.SUCCEEDED:
+            if execution in self.unsaved:
+                self.save_pending()
+            else:
+                execution.save(force_update=True)
         self.events.node_finished(execution)
+
+    def save_pending(self) -> None:
+        """Store the node records not stored yet, in one statement (inserted, or over an
+        earlier attempt's record of the same node)."""
+        if not self.unsaved:
+            return
+        NodeExecution.objects.bulk_create(
+            self.unsaved, update_conflicts=True, unique_fields=["run", "node_id"],
+            update_fields=NODE_FIELDS,
+        )
+        self.unsaved = []
 
     def _render(self, node_id: str, template: str) -> str:
         try:
@@ -355,7 +389,7 @@ class RunExecution:
             raise provider_failure(exc, provider=node.provider, credential_id=credential_id) from None
         finally:
             if credential_id:
-                credential_touch(credential_id=credential_id)
+                credential_touch(credential_id=credential_id, schema=self.schema)
         self.provider_seconds += result.provider_seconds
         execution.provider_attempts = result.attempts
         usage = result.usage
@@ -371,6 +405,12 @@ class RunExecution:
         }
         budget_spend(run=self.run, execution=execution)
         return {"text": result.text}
+
+
+# Everything of a node record a later attempt may rewrite (not its identity).
+NODE_FIELDS = [
+    f.name for f in NodeExecution._meta.concrete_fields if f.name not in ("id", "run", "node_id")
+]
 
 
 def workflow_run_fail_lost(*, run_id, reason: str) -> int:

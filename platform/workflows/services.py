@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -162,41 +163,43 @@ def workflow_run_submit(
         raise InvalidInput(str(exc)) from None
     if len(json.dumps(clean_inputs)) > settings.KEYFLOW_MAX_INPUT_BYTES:
         raise InvalidInput(f"inputs are larger than {settings.KEYFLOW_MAX_INPUT_BYTES} bytes.")
-    bindings = {
-        binding.provider: binding.credential
-        for binding in AppCredentialBinding.objects.filter(app=app).select_related("credential")
-    }
     plan = credential_plan(
         providers_used=graph.providers_used(),
         overrides=credential_overrides,
         user=user,
         policy=OverridePolicy.from_dict(token.policy),
-        app_bindings=bindings,
+        app_id=app.id,
     )
     budget_admit(app=app, token=token, user=user, plan=plan)
     deadline = timezone.now() + timedelta(seconds=settings.KEYFLOW_RUN_DEADLINE_SECONDS)
+    # One-off keys get their ids first, so the run is stored complete in one INSERT.
+    inlines = {
+        provider: InlineCredential(
+            provider=provider, secrets=json.dumps(dict(planned.inline.secrets)),
+            config=dict(planned.inline.config), fingerprint=planned.fingerprint,
+            expires_at=deadline,
+        )
+        for provider, planned in plan.items() if planned.source == SOURCE_INLINE
+    }
+    # A plain run is one INSERT (autocommit, queued at once); anything stored beside it
+    # goes in one transaction with it and is queued on commit.
+    several_writes = bool(inlines) or conversation is not None or on_created is not None
     try:
-        with transaction.atomic():
+        with transaction.atomic() if several_writes else nullcontext():
             if conversation is not None and conversation._state.adding:
                 conversation.save()
             run = WorkflowRun.objects.create(
                 app=app, graph=app.graph, response_mode=response_mode, end_user=user,
                 inputs=clean_inputs, api_token_id=token.id, idempotency_key=idempotency_key,
                 deadline_at=deadline, conversation=conversation, callback_url=callback_url,
+                credential_plan={
+                    provider: planned.to_plan(str(inlines[provider].id) if provider in inlines else None)
+                    for provider, planned in plan.items()
+                },
             )
-            stored_plan = {}
-            for provider, planned in plan.items():
-                inline_id = None
-                if planned.source == SOURCE_INLINE:
-                    inline = InlineCredential.objects.create(
-                        run=run, provider=provider, secrets=json.dumps(dict(planned.inline.secrets)),
-                        config=dict(planned.inline.config), fingerprint=planned.fingerprint,
-                        expires_at=deadline,
-                    )
-                    inline_id = str(inline.id)
-                stored_plan[provider] = planned.to_plan(inline_id)
-            run.credential_plan = stored_plan
-            run.save(update_fields=["credential_plan"])
+            for inline in inlines.values():
+                inline.run = run
+            InlineCredential.objects.bulk_create(inlines.values())
             if on_created is not None:
                 on_created(run)
             # The view reads run.enqueued: a blocking or streaming client whose run could

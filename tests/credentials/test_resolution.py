@@ -33,6 +33,7 @@ from workflows.examples import SUMMARIZER
 from workflows.models import InlineCredential, WorkflowRun
 from workflows.services import (
     app_create,
+    app_credential_bind,
     app_key_issue,
     inline_credentials_destroy,
     workflow_run_submit,
@@ -42,10 +43,20 @@ KEY = canary_key()  # a one-off key; must never show up in a plan or a refusal
 INLINE = OverridePolicy(allow_inline=True, inline_endpoint_hosts=frozenset({"llm.example.com"}))
 
 
-def plan(overrides=None, *, used=("openai",), user="u1", policy=None, bindings=None):
+def bind(bindings) -> uuid.UUID:
+    """An app with these credentials bound to it, as the admin and the API store them."""
+    app = app_create(name="Bound", graph=copy.deepcopy(SUMMARIZER))
+    for provider, credential in bindings.items():
+        app_credential_bind(app=app, provider=provider, credential=credential)
+    return app.id
+
+
+def plan(overrides=None, *, used=("openai",), user="u1", policy=None, bindings=None, app_id=None):
+    if bindings:
+        app_id = bind(bindings)
     return credential_plan(
         providers_used=used, overrides=overrides, user=user,
-        policy=policy or OverridePolicy(), app_bindings=bindings or {},
+        policy=policy or OverridePolicy(), app_id=app_id,
     )
 
 
@@ -241,19 +252,34 @@ def test_unusable_app_credential_never_falls_back_to_the_default(make_credential
 # --- query cost ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["default", "override", "app", "override+default"])
-def test_planning_costs_at_most_two_queries(make_credential, default, case):
+@pytest.mark.parametrize("case", ["default", "override", "app", "override+app+default"])
+def test_planning_costs_one_query(make_credential, default, case):
     chosen = make_credential(name="Caller key")
     make_credential(provider="anthropic", config={}, is_default=True)
+    app_id = bind({"openai": make_credential(name="App key"), "anthropic": make_credential(
+        provider="anthropic", config={}, name="App's Claude")})
     kwargs = {
         "default": {},
         "override": {"overrides": {"openai": str(chosen.id)}},
-        "app": {"bindings": {"openai": chosen}},
-        "override+default": {"overrides": {"openai": str(chosen.id)}, "used": TWO},
+        "app": {"app_id": app_id},
+        "override+app+default": {"overrides": {"openai": str(chosen.id)}, "used": TWO, "app_id": app_id},
     }[case]
     with CaptureQueriesContext(connection) as queries:
-        plan(**kwargs)
-    assert len(queries) <= 2, [q["sql"] for q in queries]
+        result = plan(**kwargs)
+    assert len(queries) == 1, [q["sql"] for q in queries]
+    assert "secrets" not in queries[0]["sql"]  # planning decrypts nothing
+    assert result["openai"].source == {"default": "default", "app": "app"}.get(case, "override")
+
+
+def test_another_apps_binding_is_not_this_apps(make_credential, default):
+    bind({"openai": make_credential(name="Other app's key")})
+    assert plan(app_id=bind({}))["openai"].credential_id == str(default.id)
+
+
+def test_an_app_binding_serves_without_any_default(make_credential):
+    bound = make_credential(name="App key")
+    entry = plan(bindings={"openai": bound})["openai"]
+    assert (entry.source, entry.credential_id) == ("app", str(bound.id))
 
 
 # --- resolution in the worker -------------------------------------------------------------

@@ -189,6 +189,13 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIM
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Celery's Django fix-up closes a prefork child's database connections, pool included,
+# before and after every task unless told to reuse them: each run then paid for a new
+# PostgreSQL session (connect, authenticate, a backend process). Children keep theirs for
+# this many tasks (a connection that died is replaced on checkout, CONN_HEALTH_CHECKS).
+CELERY_DB_REUSE_MAX = env.int("KEYFLOW_WORKER_DB_REUSE_MAX", 1000)
+# The tenant of a task's schema is looked up once per process and minute, not per task.
+CELERY_TASK_TENANT_CACHE_SECONDS = env.int("KEYFLOW_WORKER_TENANT_CACHE_SECONDS", 60)
 # Queues by kind, so slow background work never delays a client waiting on an answer:
 # interactive = blocking and streaming runs; background = async runs, webhooks, maintenance.
 KEYFLOW_QUEUE_INTERACTIVE = "interactive"
