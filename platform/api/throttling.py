@@ -4,9 +4,9 @@ Each token may make `KEYFLOW_API_RATE_LIMIT_PER_MINUTE` requests a minute; a tok
 `policy["rate_limit_per_minute"]` (a positive integer) replaces that default for it. Over
 the limit a request answers 429 `too_many_requests` with `Retry-After`, as Dify does.
 
-Counts are fixed one-minute windows in the shared cache (Redis), one atomic INCR per
-request, so every web process sees the same count and concurrent requests cannot both slip
-under the limit. Admin sessions using the management API are not limited here: the limit
+Counts are fixed one-minute windows in Redis, one atomic INCR per request (with its expiry,
+in the same round trip), so every web process sees the same count and concurrent requests
+cannot both slip under the limit. Admin sessions using the management API are not limited here: the limit
 is per key.
 """
 
@@ -16,12 +16,12 @@ import logging
 import time
 
 from django.conf import settings
-from django.core.cache import cache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework.throttling import BaseThrottle
 
 from api.auth import ApiClient
+from runevents.redis_client import shared_redis
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +52,14 @@ class ApiTokenRateThrottle(BaseThrottle):
         self.wait_seconds = (window + 1) * WINDOW_SECONDS - now
         key = f"throttle:token:{user.token.pk}:{window}"
         try:
-            # add() creates the counter with its expiry only if it is missing; incr() is atomic.
-            cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
-            count = cache.incr(key)
-        except (RedisConnectionError, RedisTimeoutError, ValueError) as exc:
-            # Redis unreachable (or the counter expired between add and incr): let the
-            # request through rather than refuse every client; the log says so.
+            # INCR is atomic; the expiry is set by whichever request creates the counter.
+            pipe = shared_redis().pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, WINDOW_SECONDS * 2, nx=True)
+            count, _ = pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Redis unreachable: let the request through rather than refuse every client;
+            # the log says so.
             logger.warning("Rate limit not checked for token %s…: %s", user.token.hint,
                            type(exc).__name__)
             return True

@@ -13,9 +13,8 @@ import hashlib
 from collections.abc import Iterable
 
 import redis
-from django.conf import settings
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from runevents.redis_client import shared_redis
 
 # The index of a tenant's budgets is rebuilt from the database at least this often.
 INDEX_TTL_SECONDS = 3600
@@ -33,19 +32,7 @@ LOADED = "_loaded"
 # Redis unreachable: admission falls back to the database, counting is skipped (logged).
 UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
-_client: redis.Redis | None = None
-
-
-def redis_client() -> redis.Redis:
-    global _client
-    if _client is None:
-        # One immediate retry replaces a pooled connection that died with a Redis restart;
-        # an unreachable Redis fails fast instead of holding up the request.
-        _client = redis.Redis.from_url(
-            settings.REDIS_URL, health_check_interval=30, socket_connect_timeout=2,
-            socket_timeout=5, retry=Retry(NoBackoff(), 1),
-        )
-    return _client
+redis_client = shared_redis
 
 
 def _prefix(schema: str) -> str:

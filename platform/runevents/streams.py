@@ -5,22 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping
 
-import redis
 import redis.asyncio as aredis
 from django.conf import settings
+
+from runevents.redis_client import shared_redis
 
 STREAM_MAXLEN = 10_000
 FINAL_EVENTS = frozenset({"workflow_finished", "message_end", "error"})
 
-_sync_client: redis.Redis | None = None
 _async_clients: dict[int, aredis.Redis] = {}
-
-
-def _client() -> redis.Redis:
-    global _sync_client
-    if _sync_client is None:
-        _sync_client = redis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
-    return _sync_client
+_client = shared_redis
 
 
 def _async_client() -> aredis.Redis:

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import redis
 from django.conf import settings
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
@@ -21,6 +20,7 @@ from credentials.providers.base import (
     Usage,
 )
 from credentials.providers.registry import provider_registry
+from runevents.redis_client import shared_redis
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +45,7 @@ class LlmCallResult:
     provider_seconds: float
 
 
-_redis: redis.Redis | None = None
-
-
-def _cooldowns() -> redis.Redis:
-    global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(settings.REDIS_URL)
-    return _redis
+_cooldowns = shared_redis
 
 
 def _cooldown_key(fingerprint: str) -> str:

@@ -238,8 +238,8 @@ def redis_down(monkeypatch):
     from budgets import counters
     from tests.e2e.conftest import free_port
 
-    monkeypatch.setattr(counters, "_client", redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0",
-                                                                  socket_connect_timeout=1))
+    unreachable = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    monkeypatch.setattr(counters, "redis_client", lambda: unreachable)
 
 
 def test_without_redis_spend_caps_are_checked_in_the_database(credential, app_key, record_step, monkeypatch):

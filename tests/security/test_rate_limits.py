@@ -136,16 +136,15 @@ def test_a_policy_with_a_bad_rate_limit_is_refused(value):
 
 
 def test_the_limit_lets_requests_through_when_redis_is_unreachable(db, tenant_a, monkeypatch):
-    from redis.exceptions import ConnectionError as RedisConnectionError
+    import redis
 
     from api import throttling
     from tenants.models import ApiToken
     from tenants.services import api_token_issue
 
-    def unreachable(*args, **kwargs):
-        raise RedisConnectionError("down")
-
-    monkeypatch.setattr(throttling.cache, "add", unreachable)
+    # A Redis nobody listens on (port 1): every count fails to connect.
+    unreachable = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    monkeypatch.setattr(throttling, "shared_redis", lambda: unreachable)
     token = api_token_issue(tenant=tenant_a, scope=ApiToken.Scope.MANAGEMENT,
                             policy={"rate_limit_per_minute": 1}).token
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")

@@ -178,6 +178,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
+# One result backend (and its Redis pool) per process: by default Celery makes one per
+# thread, i.e. per request under ASGI, only to wrap the id of each queued run.
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("KEYFLOW_RUN_SOFT_TIME_LIMIT", 600)
