@@ -14,7 +14,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from budgets.accounting import budget_spend
@@ -30,6 +30,7 @@ from credentials.providers.base import (
 from credentials.resolution import CredentialUnavailable, credential_resolve
 from credentials.services import credential_touch
 from runevents import streams
+from workflows.commits import progress_commit
 from workflows.events import events_for
 from workflows.graph import (
     EndNode,
@@ -231,7 +232,6 @@ class RunExecution:
 
     def finish(self, status: str, *, outputs: dict | None = None, code: str = "", error: str = "") -> None:
         run = self.run
-        self.save_pending()
         executions = self.executions.values()
         prompt = sum(e.prompt_tokens for e in executions)
         completion = sum(e.completion_tokens for e in executions)
@@ -245,7 +245,9 @@ class RunExecution:
             "elapsed_time": (now - started_at).total_seconds(),
             "provider_time": run.provider_time + self.provider_seconds,
         }
-        updated = WorkflowRun.objects.filter(pk=run.pk, status=WorkflowRun.Status.RUNNING).update(**result)
+        with transaction.atomic():  # the last nodes and the result: one commit
+            self.save_pending()
+            updated = WorkflowRun.objects.filter(pk=run.pk, status=WorkflowRun.Status.RUNNING).update(**result)
         if updated:
             for name, value in result.items():
                 setattr(run, name, value)
@@ -280,7 +282,8 @@ class RunExecution:
         self.executions[node.id] = execution
         self.unsaved.append(execution)
         if isinstance(node, LlmNode):
-            self.save_pending()
+            with progress_commit():  # made durable by the step's result
+                self.save_pending()
         self.events.node_started(execution)
         started = time.monotonic()
         try:

@@ -22,6 +22,7 @@ from credentials.resolution import SOURCE_INLINE, OverridePolicy, credential_pla
 from runevents import streams
 from tenants.models import ApiToken
 from tenants.services import api_token_issue
+from workflows.commits import progress_commit
 from workflows.errors import AppDisabled, AppModeMismatch, GraphInvalid, InvalidInput
 from workflows.graph import GraphError, InputError, parse_graph, validate_inputs
 from workflows.models import App, AppCredentialBinding, InlineCredential, WorkflowRun
@@ -273,10 +274,11 @@ def workflow_run_claim(*, run_id) -> WorkflowRun | None:
     """
     now = timezone.now()
     me = worker_identity()
-    claimed = WorkflowRun.objects.filter(pk=run_id, status=WorkflowRun.Status.QUEUED).update(
-        status=WorkflowRun.Status.RUNNING, claimed_by=me, heartbeat_at=now, started_at=now,
-        attempts=F("attempts") + 1,
-    )
+    with progress_commit():  # made durable by the run's first durable write
+        claimed = WorkflowRun.objects.filter(pk=run_id, status=WorkflowRun.Status.QUEUED).update(
+            status=WorkflowRun.Status.RUNNING, claimed_by=me, heartbeat_at=now, started_at=now,
+            attempts=F("attempts") + 1,
+        )
     if not claimed:
         run = WorkflowRun.objects.filter(pk=run_id).first()
         if run is None or run.status != WorkflowRun.Status.RUNNING:

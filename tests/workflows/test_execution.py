@@ -66,7 +66,23 @@ def events(run) -> list[str]:
 
 def statements(captured) -> list[str]:
     return [q["sql"] for q in captured.captured_queries
-            if not q["sql"].upper().startswith(("SET SEARCH_PATH", "BEGIN", "COMMIT"))]
+            if not q["sql"].upper().startswith(("SET ", "BEGIN", "COMMIT"))]
+
+
+def transactions(captured) -> list[list[str]]:
+    """The statements of each commit: a BEGIN … COMMIT block, or one autocommitted statement."""
+    blocks, current = [], None
+    for sql in (q["sql"] for q in captured.captured_queries):
+        if sql == "BEGIN":
+            current = []
+        elif sql == "COMMIT":
+            blocks.append(current)
+            current = None
+        elif current is not None:
+            current.append(sql)
+        elif not sql.startswith("SET search_path"):
+            blocks.append([sql])
+    return blocks
 
 
 def test_a_one_step_run_costs_few_statements(summarizer, fake):
@@ -135,3 +151,22 @@ def test_a_resumed_run_reuses_finished_nodes_and_rewrites_the_interrupted_one(su
     assert nodes["summarize"].id == interrupted.id and nodes["summarize"].status == "succeeded"
     assert run.total_tokens == nodes["summarize"].total_tokens > 0
     assert len(fake.calls()) == 1  # the start node is not re-run; one paid call in this attempt
+
+
+def test_what_was_paid_for_and_the_result_are_committed_durably(summarizer):
+    """Progress (the claim, node records before the LLM call) may commit without waiting for
+    the disk; the paid step's result and the run's end may not."""
+    app, token = summarizer
+    run = submit(app, token)
+    with CaptureQueriesContext(connection) as executed:
+        workflow_run_execute(run_id=run.pk)
+    relaxed = [block for block in transactions(executed) if "SET LOCAL synchronous_commit TO OFF" in block]
+    durable = [block for block in transactions(executed) if block not in relaxed]
+    assert any('UPDATE "workflows_workflowrun" SET "status" = \'running\'' in sql for b in relaxed for sql in b)
+    paid = [sql for b in durable for sql in b
+            if sql.startswith('UPDATE "workflows_nodeexecution"') and "'succeeded'" in sql and "'llm'" in sql]
+    ended = [sql for b in durable for sql in b
+             if sql.startswith('UPDATE "workflows_workflowrun" SET "status" = \'succeeded\'')]
+    assert len(paid) == 1 and len(ended) == 1
+    assert not any("'succeeded'" in sql for b in relaxed for sql in b if "workflows_nodeexecution" in sql
+                   and "'llm'" in sql)
