@@ -42,12 +42,16 @@ def stop_key(schema: str, run_id) -> str:
     return f"kf:{schema}:run:{run_id}:stop"
 
 
-def publish(schema: str, run_id, event: Mapping, *, first: bool = True, final: bool = True) -> None:
+def publish(schema: str, run_id, event: Mapping, *, first: bool = True, final: bool = True,
+            private: Mapping | None = None) -> None:
     """Append an event to the run's stream, kept KEYFLOW_RUN_EVENTS_TTL after the run's
     first and its final event (the TTL outlasts any run, so the events in between, e.g. text
-    chunks, skip the EXPIRE: one Redis command each)."""
+    chunks, skip the EXPIRE: one Redis command each). `private` travels beside the event
+    for Keyflow's own readers (`follow(..., private=True)`) and is never relayed."""
     key = stream_key(schema, run_id)
     data = {"e": json.dumps(event, default=str)}
+    if private:
+        data["p"] = json.dumps(private, default=str)
     if not (first or final):
         _client().xadd(key, data, maxlen=STREAM_MAXLEN, approximate=True)
         return
@@ -70,10 +74,11 @@ def delete(schema: str, run_id) -> None:
 
 
 async def follow(
-    schema: str, run_id, *, block_ms: int, last_id: str = "0"
-) -> AsyncIterator[dict | None]:
-    """Yield the run's events from the start; yield None after each idle `block_ms`
-    (the caller sends a ping or gives up). Ends after a final event."""
+    schema: str, run_id, *, block_ms: int, last_id: str = "0", private: bool = False
+) -> AsyncIterator[dict | tuple[dict, dict] | None]:
+    """Yield the run's events from the start (with `private`, as (event, private fields));
+    yield None after each idle `block_ms` (the caller sends a ping or gives up). Ends after
+    a final event."""
     key = stream_key(schema, run_id)
     client = _async_client()
     while True:
@@ -84,6 +89,6 @@ async def follow(
         for entry_id, fields in answer[0][1]:
             last_id = entry_id
             event = json.loads(fields[b"e"])
-            yield event
+            yield (event, json.loads(fields.get(b"p") or b"{}")) if private else event
             if event.get("event") in FINAL_EVENTS and event.get("final", True):
                 return

@@ -22,7 +22,11 @@ class WorkflowEvents:
         self.published = 0
 
     def publish(self, payload: dict, *, final: bool = False) -> None:
-        streams.publish(self.schema, self.run.pk, payload, first=not self.published, final=final)
+        # The final event carries the run's provider time for the waiting request's
+        # X-Keyflow-Platform-Time-Ms (so it need not read the run again).
+        private = {"provider_time": self.run.provider_time} if final else None
+        streams.publish(self.schema, self.run.pk, payload, first=not self.published, final=final,
+                        private=private)
         self.published += 1
 
     def started(self) -> None:

@@ -58,6 +58,13 @@ def run_blocking_body(run: WorkflowRun) -> dict:
     return {"workflow_run_id": str(run.id), "task_id": str(run.task_id), "data": run_data(run)}
 
 
+def run_blocking_body_from_event(finished: dict) -> dict:
+    """The blocking body of a run, from its workflow_finished event (the same `data`, less
+    the fields only the event has)."""
+    data = {k: v for k, v in finished["data"].items() if k not in FINISHED_EVENT_ONLY}
+    return {"workflow_run_id": finished["workflow_run_id"], "task_id": finished["task_id"], "data": data}
+
+
 def run_detail_body(run: WorkflowRun) -> dict:
     """GET /v1/workflows/run/{id}."""
     return {
@@ -141,6 +148,9 @@ def node_finished(run: WorkflowRun, execution: NodeExecution) -> dict:
 
 def text_chunk(run: WorkflowRun, node_id: str, text: str) -> dict:
     return event(run, "text_chunk", {"text": text, "from_variable_selector": [node_id, "text"]})
+
+
+FINISHED_EVENT_ONLY = ("created_by", "exceptions_count", "files")
 
 
 def workflow_finished(run: WorkflowRun) -> dict:

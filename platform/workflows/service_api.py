@@ -150,23 +150,31 @@ def sse_response(events) -> StreamingHttpResponse:
     return response
 
 
-async def wait_for_end(schema: str, run_id, timeout: float, tenant=None) -> bool:
-    """True when the run finished within `timeout` seconds (followed in the database if
-    Redis is unreachable)."""
+async def wait_for_final(schema: str, run_id, timeout: float) -> tuple[dict, dict] | None:
+    """The run's final event and its private fields, or None after `timeout` seconds.
+    Raises RedisError if Redis is unreachable."""
     deadline = time.monotonic() + timeout
 
-    async def consume() -> bool:
-        async for payload in streams.follow(schema, run_id, block_ms=1000):
-            if payload is not None and payload.get("event") in streams.FINAL_EVENTS:
-                return True
+    async def consume() -> tuple[dict, dict] | None:
+        async for entry in streams.follow(schema, run_id, block_ms=1000, private=True):
+            if entry is not None and entry[0].get("event") in streams.FINAL_EVENTS:
+                return entry
             if time.monotonic() > deadline:
-                return False
-        return True
+                return None
+        return None
 
     try:
         return await asyncio.wait_for(consume(), timeout=timeout + 1)
     except TimeoutError:
-        return False
+        return None
+
+
+async def wait_for_end(schema: str, run_id, timeout: float, tenant=None) -> bool:
+    """True when the run finished within `timeout` seconds (followed in the database if
+    Redis is unreachable)."""
+    deadline = time.monotonic() + timeout
+    try:
+        return await wait_for_final(schema, run_id, timeout) is not None
     except RedisError:
         if tenant is None:
             raise
@@ -222,7 +230,17 @@ class WorkflowRunApi(AsyncAPIView):
             return with_platform_time(Response(body, status=202), run, started)
         if mode == WorkflowRun.ResponseMode.STREAMING:
             return sse_response(relay_events(schema, run.id, tenant))
-        await wait_for_end(schema, run.id, settings.KEYFLOW_BLOCKING_TIMEOUT, tenant)
+        try:
+            final = await wait_for_final(schema, run.id, settings.KEYFLOW_BLOCKING_TIMEOUT)
+        except RedisError:  # followed in the database instead
+            final = None
+            await poll_until_finished(tenant, run.id, settings.KEYFLOW_BLOCKING_TIMEOUT)
+        if final is not None and final[0].get("event") == "workflow_finished":
+            # The final event holds the finished run: no second database round trip.
+            event, private = final
+            body = presenters.run_blocking_body_from_event(event)
+            run.provider_time = float(private.get("provider_time", 0.0))
+            return with_platform_time(Response(body), run, started)
         run = await in_tenant(tenant, lambda: WorkflowRun.objects.get(pk=run.pk))
         return with_platform_time(Response(presenters.run_blocking_body(run)), run, started)
 

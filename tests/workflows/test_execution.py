@@ -153,6 +153,20 @@ def test_a_resumed_run_reuses_finished_nodes_and_rewrites_the_interrupted_one(su
     assert len(fake.calls()) == 1  # the start node is not re-run; one paid call in this attempt
 
 
+def test_a_blocking_body_built_from_the_final_event_is_the_stored_runs(summarizer):
+    """The waiting request answers from the final event instead of reading the run again."""
+    from workflows import presenters
+
+    app, token = summarizer
+    run = submit(app, token)
+    workflow_run_execute(run_id=run.pk)
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    [(_, fields)] = client.xrange(stream_key(connection.schema_name, run.pk))
+    stored = WorkflowRun.objects.get(pk=run.pk)
+    assert presenters.run_blocking_body_from_event(json.loads(fields[b"e"])) == presenters.run_blocking_body(stored)
+    assert json.loads(fields[b"p"]) == {"provider_time": stored.provider_time} and stored.provider_time > 0
+
+
 def test_what_was_paid_for_and_the_result_are_committed_durably(summarizer):
     """Progress (the claim, node records before the LLM call) may commit without waiting for
     the disk; the paid step's result and the run's end may not."""
