@@ -14,7 +14,6 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from django.db.models import Exists, OuterRef, Q, Value
 from django.utils import timezone
 
 from api.errors import ApiError
@@ -326,23 +325,33 @@ def credential_plan(
     return plan
 
 
+# Planning runs on every submission; written out, this query skips the ORM's compilation of
+# the Exists() subquery (about 0.6 ms of CPU, more than the query itself). Unqualified table
+# names resolve in the tenant's schema (search_path). Secrets are not read.
+_CANDIDATES_SQL = """
+    SELECT c.id, c.provider, c.name, c.is_default, c.owner, c.status, c.fingerprint, c.version,
+           EXISTS (SELECT 1 FROM workflows_appcredentialbinding b
+                   WHERE b.app_id = %(app_id)s AND b.provider = c.provider AND b.credential_id = c.id)
+               AS app_bound
+    FROM credentials_credential c
+    WHERE c.id = ANY(%(wanted)s)
+       OR (c.provider = ANY(%(remaining)s)
+           AND ((c.is_default AND c.status = %(active)s)
+                OR EXISTS (SELECT 1 FROM workflows_appcredentialbinding b
+                           WHERE b.app_id = %(app_id)s AND b.provider = c.provider
+                             AND b.credential_id = c.id)))
+"""
+
+
 def _candidates(*, wanted_ids: list, remaining: list[str], app_id) -> list[Credential]:
     """In one query: the credentials named by overrides, and for the other providers the
-    tenant defaults and (with `app_id`) the app's bound credentials, marked `app_bound`.
-    The secrets are not read: planning needs none."""
-    from workflows.models import AppCredentialBinding
-
+    tenant defaults and (with `app_id`) the app's bound credentials, marked `app_bound`."""
     if not wanted_ids and not remaining:
         return []
-    app_bound = Value(False)
-    if app_id is not None and remaining:
-        app_bound = Exists(AppCredentialBinding.objects.filter(
-            app_id=app_id, provider=OuterRef("provider"), credential_id=OuterRef("pk")))
-    wanted = Q(id__in=wanted_ids) if wanted_ids else Q(pk__in=[])
-    if remaining:
-        wanted |= Q(provider__in=remaining) & (
-            Q(is_default=True, status=Credential.Status.ACTIVE) | Q(app_bound=True))
-    return list(Credential.objects.defer("secrets").annotate(app_bound=app_bound).filter(wanted))
+    return list(Credential.objects.raw(_CANDIDATES_SQL, {
+        "wanted": list(wanted_ids), "remaining": list(remaining), "app_id": app_id,
+        "active": Credential.Status.ACTIVE,
+    }))
 
 
 class CredentialUnavailable(Exception):
