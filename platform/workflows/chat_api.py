@@ -17,6 +17,7 @@ from api.serializers import JsonAlwaysNegotiation
 from api.tenancy import in_tenant, in_tenant_worker_thread
 from workflows import presenters
 from workflows import service_api_bodies as bodies
+from workflows.backpressure import admission_passed, backlog_shed
 from workflows.conversations import (
     NotChatApp,
     chat_message_submit,
@@ -30,7 +31,9 @@ from workflows.errors import AppUnavailable, RunNotFound
 from workflows.models import App, Conversation, Message, WorkflowRun
 from workflows.selectors import workflow_run_get
 from workflows.service_api import (
+    REFUSED_RESPONSES,
     RESPONSE_MODES,
+    RETRY_AFTER,
     StopInput,
     _ServiceApi,
     app_for_request,
@@ -104,6 +107,8 @@ class _MessageApi(AsyncAPIView):
         data = serializer.validated_data
         mode = data["response_mode"] or WorkflowRun.ResponseMode.BLOCKING
         idempotency_key = (request.headers.get("Idempotency-Key") or "")[:255]
+        if not idempotency_key:  # a retry must still find its first message
+            backlog_shed(schema=tenant.schema_name, response_mode=mode)
 
         def submit():
             message = self.submit(request, data, mode, idempotency_key)
@@ -112,7 +117,10 @@ class _MessageApi(AsyncAPIView):
             message.run.enqueued = enqueued
             return message
 
-        message = await in_tenant(tenant, submit)
+        try:
+            message = await in_tenant(tenant, submit)
+        finally:
+            admission_passed()
         await refuse_unqueued(tenant, message.run, mode)
         schema, run_id = tenant.schema_name, message.run_id
         if mode == WorkflowRun.ResponseMode.ASYNC:
@@ -142,8 +150,10 @@ class ChatMessagesApi(_MessageApi):
 
     @extend_schema(
         operation_id="chat_messages", request=ChatInput,
+        parameters=[RETRY_AFTER],
         responses={**bodies.sse_or(bodies.MessageBlockingBody, "blocking: the answer"),
-                   202: OpenApiResponse(bodies.MessageQueuedBody, description="async: queued")},
+                   202: OpenApiResponse(bodies.MessageQueuedBody, description="async: queued"),
+                   **REFUSED_RESPONSES},
         summary="Send a chat message",
     )
     async def post(self, request):
@@ -167,8 +177,10 @@ class CompletionMessagesApi(_MessageApi):
 
     @extend_schema(
         operation_id="completion_messages", request=CompletionInput,
+        parameters=[RETRY_AFTER],
         responses={**bodies.sse_or(bodies.MessageBlockingBody, "blocking: the answer"),
-                   202: OpenApiResponse(bodies.MessageQueuedBody, description="async: queued")},
+                   202: OpenApiResponse(bodies.MessageQueuedBody, description="async: queued"),
+                   **REFUSED_RESPONSES},
         summary="Send a completion request",
     )
     async def post(self, request):

@@ -24,11 +24,13 @@ from rest_framework.views import APIView
 from api.auth import AppTokenAuthentication, IsAppClient
 from api.errors import ApiError
 from api.pagination import PageLimitPagination
+from api.schema import ERROR_COMPONENT
 from api.serializers import JsonAlwaysNegotiation
 from api.tenancy import TenantContextMixin, in_tenant
 from runevents import streams
 from workflows import presenters
 from workflows import service_api_bodies as bodies
+from workflows.backpressure import admission_passed, backlog_shed
 from workflows.errors import AppDisabled, AppModeMismatch, RunNotFound
 from workflows.events import final_payload
 from workflows.models import App, WorkflowRun
@@ -40,6 +42,16 @@ from workflows.services import (
 )
 
 RESPONSE_MODES = [choice for choice, _ in WorkflowRun.ResponseMode.choices]
+
+# What a run submission answers when it is refused before anything is stored.
+REFUSED_RESPONSES = {429: OpenApiResponse(
+    {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"},
+    description="Refused at once, nothing stored: too many runs are waiting for a worker "
+    "(`too_many_requests`), or a budget or rate limit of the request applies "
+    "(`quota_exceeded`, `too_many_requests`). Retry-After gives the seconds to wait.",
+)}
+RETRY_AFTER = OpenApiParameter("Retry-After", int, OpenApiParameter.HEADER, response=[429],
+                               description="Seconds to wait before trying again.")
 
 
 def app_for_request(request, *, mode: str | None = None) -> App:
@@ -197,10 +209,12 @@ class WorkflowRunApi(AsyncAPIView):
         operation_id="workflows_run",
         request=WorkflowRunInput,
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-                                     description="A retried submission with the same key returns the first run.")],
+                                     description="A retried submission with the same key returns the first run."),
+                    RETRY_AFTER],
         responses={
             **bodies.sse_or(bodies.WorkflowRunBlockingBody, "blocking: the finished run"),
             202: OpenApiResponse(bodies.WorkflowRunQueuedBody, description="async: the queued run"),
+            **REFUSED_RESPONSES,
         },
         summary="Run a workflow",
     )
@@ -212,6 +226,8 @@ class WorkflowRunApi(AsyncAPIView):
         data = serializer.validated_data
         idempotency_key = (request.headers.get("Idempotency-Key") or "")[:255]
         mode = data["response_mode"] or WorkflowRun.ResponseMode.BLOCKING
+        if not idempotency_key:  # a retry must still find its first run
+            backlog_shed(schema=tenant.schema_name, response_mode=mode)
 
         def submit():
             app = app_for_request(request, mode=App.Mode.WORKFLOW)
@@ -221,7 +237,10 @@ class WorkflowRunApi(AsyncAPIView):
                 idempotency_key=idempotency_key, callback_url=data["callback_url"],
             ).run
 
-        run = await in_tenant(tenant, submit)
+        try:
+            run = await in_tenant(tenant, submit)
+        finally:
+            admission_passed()
         await refuse_unqueued(tenant, run, mode)
         schema = tenant.schema_name
         if mode == WorkflowRun.ResponseMode.ASYNC:

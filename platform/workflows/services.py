@@ -22,6 +22,7 @@ from credentials.resolution import SOURCE_INLINE, OverridePolicy, credential_pla
 from runevents import streams
 from tenants.models import ApiToken
 from tenants.services import api_token_issue
+from workflows.backpressure import backlog_admit, backlog_release
 from workflows.commits import progress_commit
 from workflows.errors import AppDisabled, AppModeMismatch, GraphInvalid, InvalidInput
 from workflows.graph import GraphError, InputError, parse_graph, validate_inputs
@@ -172,6 +173,7 @@ def workflow_run_submit(
         app_id=app.id,
     )
     budget_admit(app=app, token=token, user=user, plan=plan)
+    run_id = backlog_admit(response_mode=response_mode)  # 429 when too many runs wait
     deadline = timezone.now() + timedelta(seconds=settings.KEYFLOW_RUN_DEADLINE_SECONDS)
     # One-off keys get their ids first, so the run is stored complete in one INSERT.
     inlines = {
@@ -190,7 +192,7 @@ def workflow_run_submit(
             if conversation is not None and conversation._state.adding:
                 conversation.save()
             run = WorkflowRun.objects.create(
-                app=app, graph=app.graph, response_mode=response_mode, end_user=user,
+                id=run_id, app=app, graph=app.graph, response_mode=response_mode, end_user=user,
                 inputs=clean_inputs, api_token_id=token.id, idempotency_key=idempotency_key,
                 deadline_at=deadline, conversation=conversation, callback_url=callback_url,
                 credential_plan={
@@ -208,6 +210,7 @@ def workflow_run_submit(
             run.enqueued = None
             transaction.on_commit(lambda: setattr(run, "enqueued", workflow_run_enqueue(run=run)))
     except IntegrityError:
+        backlog_release(run_id=run_id)
         existing = WorkflowRun.objects.filter(
             app=app, api_token_id=token.id, idempotency_key=idempotency_key
         ).first()
@@ -251,6 +254,7 @@ def workflow_run_refuse_unqueued(*, run_id) -> None:
         Message.objects.filter(run_id=run_id).update(status=WorkflowRun.Status.FAILED,
                                                      error="Not queued: the broker was unreachable.")
         inline_credentials_destroy(run_id=run_id)
+        backlog_release(run_id=run_id)
 
 
 def worker_identity() -> str:
@@ -279,6 +283,7 @@ def workflow_run_claim(*, run_id) -> WorkflowRun | None:
             status=WorkflowRun.Status.RUNNING, claimed_by=me, heartbeat_at=now, started_at=now,
             attempts=F("attempts") + 1,
         )
+    backlog_release(run_id=run_id)
     if not claimed:
         run = WorkflowRun.objects.filter(pk=run_id).first()
         if run is None or run.status != WorkflowRun.Status.RUNNING:
@@ -317,6 +322,7 @@ def workflow_run_request_stop(*, run: WorkflowRun) -> None:
         run.refresh_from_db()
         run_ended(run, events_for(run))
         inline_credentials_destroy(run_id=run.pk)
+        backlog_release(run_id=run.pk)
 
 
 def inline_credentials_destroy(*, run_id) -> int:

@@ -355,6 +355,22 @@ KEYFLOW_RUN_STALE_SECONDS = env.int("KEYFLOW_RUN_STALE_SECONDS", 40)
 if KEYFLOW_RUN_STALE_SECONDS < 4:
     raise ImproperlyConfigured("KEYFLOW_RUN_STALE_SECONDS must be at least 4 (workers report every quarter of it).")
 KEYFLOW_BLOCKING_TIMEOUT = env.int("KEYFLOW_BLOCKING_TIMEOUT", 100)
+# Admission control (workflows.backpressure): runs waiting for a worker, per queue. Beyond
+# the cap a submission is refused at once (429, Retry-After) instead of queued. Size the
+# interactive cap so the backlog drains within the blocking timeout: about the runs/s the
+# interactive workers complete x KEYFLOW_BLOCKING_TIMEOUT / 2 (500: 25 s at 20 runs/s).
+# Async runs may wait up to their deadline. 0 turns the cap off.
+KEYFLOW_MAX_BACKLOG = env.int("KEYFLOW_MAX_BACKLOG", 500)
+KEYFLOW_MAX_BACKLOG_ASYNC = env.int("KEYFLOW_MAX_BACKLOG_ASYNC", 10_000)
+# The part of either backlog one tenant may fill, in percent: one tenant's burst leaves
+# room for the others.
+KEYFLOW_BACKLOG_TENANT_SHARE = env.int("KEYFLOW_BACKLOG_TENANT_SHARE", 50)
+if not 1 <= KEYFLOW_BACKLOG_TENANT_SHARE <= 100:
+    raise ImproperlyConfigured("KEYFLOW_BACKLOG_TENANT_SHARE is a percentage: 1 to 100.")
+# Run submissions a web process takes in at once, before their admission (and one app key
+# its share of them): beyond, it refuses at once (429) rather than queue them for its
+# threads and database pool, where an overloaded process made them wait for seconds.
+KEYFLOW_WEB_MAX_ADMITTING = env.int("KEYFLOW_WEB_MAX_ADMITTING", 64)
 KEYFLOW_STREAM_PING_SECONDS = env.int("KEYFLOW_STREAM_PING_SECONDS", 10)
 KEYFLOW_RUN_EVENTS_TTL = env.int("KEYFLOW_RUN_EVENTS_TTL", 3600)
 # Redis connections a web process may hold for clients waiting on runs (one each).
