@@ -26,6 +26,7 @@ from credentials.providers.base import (
     parse_retry_after,
     provider_error_for_status,
     sdk_connection_error,
+    shared_http_client,
     transport_error,
 )
 
@@ -91,7 +92,7 @@ class AnthropicProvider(Provider):
             base_url=config.get("base_url") or ANTHROPIC_BASE_URL,
             max_retries=0,
             timeout=DEFAULT_CLIENT_TIMEOUT,
-            http_client=anthropic.DefaultHttpxClient(follow_redirects=False),
+            http_client=shared_http_client("anthropic", lambda: anthropic.DefaultHttpxClient(follow_redirects=False)),
             default_headers=cancel_environment_headers(
                 "ANTHROPIC_CUSTOM_HEADERS",
                 anthropic.Omit(),

@@ -17,6 +17,7 @@ from credentials.providers.base import (
     ProviderConfigError,
     ProviderCredential,
     cancel_environment_headers,
+    shared_http_client,
 )
 from credentials.providers.openai_provider import (
     API_KEY_FIELD,
@@ -71,7 +72,7 @@ class AzureOpenAIProvider(OpenAIProvider):
             # No azure_deployment: each request's model picks /deployments/{model}.
             max_retries=0,
             timeout=DEFAULT_CLIENT_TIMEOUT,
-            http_client=openai.DefaultHttpxClient(follow_redirects=False),
+            http_client=shared_http_client("openai", lambda: openai.DefaultHttpxClient(follow_redirects=False)),
             # Azure authenticates with the api-key header, added to each request.
             default_headers=cancel_environment_headers("OPENAI_CUSTOM_HEADERS", openai.Omit(), {}),
         )

@@ -21,6 +21,7 @@ from credentials.providers.base import (
     cancel_environment_headers,
     provider_error_for_status,
     sdk_connection_error,
+    shared_http_client,
     transport_error,
 )
 
@@ -71,7 +72,7 @@ class OpenAIProvider(Provider):
             max_retries=0,
             timeout=DEFAULT_CLIENT_TIMEOUT,
             # A key is never carried along a redirect to wherever an endpoint points.
-            http_client=openai.DefaultHttpxClient(follow_redirects=False),
+            http_client=shared_http_client("openai", lambda: openai.DefaultHttpxClient(follow_redirects=False)),
             default_headers=cancel_environment_headers(
                 "OPENAI_CUSTOM_HEADERS", openai.Omit(), {"Authorization": f"Bearer {api_key}"}
             ),

@@ -72,3 +72,14 @@ def test_cache_is_bounded():
     assert cache.get_or_create(("p", "2", "v"), object) is made[2]
     cache.get_or_create(("p", "5", "v"), object)
     assert ("p", "2", "v") in cache and ("p", "3", "v") not in cache
+
+
+def test_every_key_shares_one_http_client_and_a_one_off_key_leaves_it_open(fake, case, make_cred):
+    stored, other, inline = make_cred(), make_cred(), make_cred(credential_id=None)
+    pools = {id(client_of(case.provider, cred)._client) for cred in (stored, other, inline)}
+    assert len(pools) == 1  # one connection pool and TLS context per SDK and process
+    case.provider.chat(inline, model=case.model, messages=MESSAGES)
+    case.provider.chat(stored, model=case.model, messages=MESSAGES)  # the pool is still open
+    case.provider.chat(other, model=case.model, messages=MESSAGES)
+    # Each call still carried its own key.
+    assert [len(fake.calls(key_sha256=key_hash(c))) for c in (stored, other, inline)] == [1, 1, 1]
