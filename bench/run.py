@@ -6,6 +6,7 @@
     .venv/bin/python bench/run.py streams      [--streams 200]
     .venv/bin/python bench/run.py resolution   (in-process: SQL, SET search_path, CPU per step)
     .venv/bin/python bench/run.py tenants      [--schemas 100]
+    .venv/bin/python bench/run.py overload     [--seconds 30] [--rate R]
 
 (`python3 bench/run.py …` re-runs itself inside .venv.) Each starts its own embedded
 PostgreSQL + valkey, fake LLM provider, web server and Celery worker, and stops them.
@@ -443,34 +444,265 @@ async def streams(stack: Stack, options) -> None:
           f"worker (all processes): {idle[1]:.0f} MB idle -> {peak_worker:.0f} MB peak")
 
 
+# --- 6. overload ------------------------------------------------------------------------------
+
+FINISHED = ("succeeded", "failed", "stopped")
+
+
+async def saturation(clients: Clients, stack: Stack, options) -> tuple[float, list[list]]:
+    """Completed blocking runs/s of closed-loop clients at each probe level: the best rate is
+    the saturating load (more clients only queue)."""
+    rows = []
+    for level in [int(x) for x in options.probe_levels.split(",")]:
+        say(f"overload: probing with {level} closed-loop clients for {options.probe_seconds:.0f} s")
+        result = await closed_loop(lambda: clients.keyflow_blocking(), level, options.probe_seconds, stack)
+        rows.append([level, result["rate"], result["errors"], result["p50"], result["p99"]])
+        await asyncio.sleep(1)
+    return max(row[1] for row in rows), rows
+
+
+async def overload(stack: Stack, options) -> None:
+    """Open-loop arrivals of blocking runs at twice the saturating load: what is accepted
+    completes, the excess is refused at once (429 + Retry-After), nothing runs twice."""
+    import re
+    import secrets
+
+    import redis
+
+    clients = Clients(stack, connections=64)
+    try:
+        for _ in range(options.warmup):
+            await clients.keyflow_blocking()
+        saturating, probe_rows = (options.rate / 2, []) if options.rate else await saturation(clients, stack, options)
+    finally:
+        await clients.close()
+    rate = options.rate or 2 * saturating
+    httpx.post(f"{stack.fake_url}/_fake/reset", timeout=10).raise_for_status()  # count this phase's calls only
+    tag = secrets.token_hex(4)
+    marker = re.compile(rf"\[overload {tag} (\d+)\]")
+    results: list[dict] = []
+    backlog_samples: list[tuple[int, int]] = []
+    host, port = stack.base_url.removeprefix("http://").split(":")
+    store = redis.Redis.from_url(stack.env["REDIS_URL"])
+    stop = asyncio.Event()
+
+    async def sample_backlog():
+        keys = ("kf:backlog:interactive", f"kf:backlog:interactive:tenant:{stack.seed['tenant']}")
+        while not stop.is_set():
+            backlog_samples.append(tuple(store.zcard(k) for k in keys))
+            await asyncio.sleep(0.5)
+
+    async def one(index: int, scheduled: float) -> None:
+        body = json.dumps({"inputs": {"text": f"{TEXT}[overload {tag} {index}]"}, "response_mode": "blocking",
+                           "user": USER}).encode()
+        sent = time.perf_counter()
+        record = {"index": index, "lag_ms": (sent - scheduled) * 1000}
+        try:
+            status, headers, payload = await asyncio.wait_for(
+                raw_post(host, port, "/v1/workflows/run", stack.seed["token"], body), options.client_timeout)
+        except TimeoutError:
+            record.update(outcome="timeout", ms=(time.perf_counter() - sent) * 1000)
+        except Exception as exc:
+            record.update(outcome="error", ms=(time.perf_counter() - sent) * 1000,
+                          error=f"{type(exc).__name__}: {str(exc)[:80]}")
+        else:
+            record["ms"] = (time.perf_counter() - sent) * 1000
+            record["status"] = status
+            if status == 429:
+                answer = json.loads(payload)
+                message = answer.get("message", "")
+                why = ("backlog full" if "waiting for a worker" in message else
+                       "web process busy" if "busy taking in other runs" in message else message[:60])
+                record.update(outcome="refused", retry_after=headers.get("retry-after"), code=answer.get("code"),
+                              why=why)
+            elif status == 200:
+                data = json.loads(payload)
+                run_status = data["data"]["status"]
+                record["run_id"] = data["workflow_run_id"]
+                record["outcome"] = "completed" if run_status == "succeeded" else (
+                    "failed" if run_status in FINISHED else "timeout")  # the blocking wait ran out
+            else:
+                record.update(outcome="error", error=f"HTTP {status}: {payload[:80]!r}")
+        results.append(record)
+
+    total = int(rate * options.seconds)
+    say(f"overload: saturating load {saturating:.1f} runs/s; offering {rate:.1f} runs/s for {options.seconds:.0f} s "
+        f"({total} blocking runs, open loop)")
+    sampler = asyncio.create_task(sample_backlog())
+    tasks = []
+    cpu_before = stack.cpu_seconds()
+    started = time.perf_counter()
+    for index in range(total):
+        scheduled = started + index / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(index, scheduled)))
+    offered_seconds = time.perf_counter() - started
+    await asyncio.gather(*tasks)
+    all_answered = time.perf_counter() - started
+    cpu_after = stack.cpu_seconds()
+    stop.set()
+    await sampler
+
+    # Accepted runs that the blocking wait gave up on may still finish: wait for them, then
+    # read the provider's record (every call made for this phase's runs, by marker).
+    accepted_ids = [r["run_id"] for r in results if r.get("run_id")]
+    final = await asyncio.to_thread(final_statuses, stack, accepted_ids, options.drain_timeout)
+    calls = httpx.get(f"{stack.fake_url}/_fake/calls", timeout=60).json()
+    per_run: dict[int, int] = {}
+    for call in calls:
+        text = " ".join(str(m.get("content", "")) for m in call.get("messages", []))
+        for found in marker.findall(text):
+            per_run[int(found)] = per_run.get(int(found), 0) + 1
+    store.close()
+
+    by_outcome: dict[str, list[dict]] = {}
+    for r in results:
+        by_outcome.setdefault(r["outcome"], []).append(r)
+    accepted = [r for r in results if r.get("run_id")]
+    refused = by_outcome.get("refused", [])
+    completed = by_outcome.get("completed", [])
+    refused_idx = {r["index"] for r in refused}
+    accepted_idx = {r["index"] for r in accepted}
+    duplicates = sum(1 for i, n in per_run.items() if n > 1)
+    refused_but_called = sum(1 for i in refused_idx if per_run.get(i))
+    accepted_not_called = sum(1 for i in accepted_idx if not per_run.get(i))
+    eventually = sum(1 for s in final.values() if s == "succeeded")
+    retry_after = [float(r["retry_after"]) for r in refused if r.get("retry_after")]
+    lag = [r["lag_ms"] for r in results]
+
+    print(f"\n## Overload: blocking runs at 2x the saturating load for {options.seconds:.0f} s (open loop)")
+    print(f"{machine()}\n{describe(options)}\n")
+    if probe_rows:
+        print(f"Saturating load (closed loop, blocking, {options.probe_seconds:.0f} s per level):\n")
+        print(table(["clients", "completed runs/s", "errors", "p50 ms", "p99 ms"], probe_rows))
+        print()
+    print(table(["", "runs", "share of offered", "p50 ms", "p99 ms", "max ms"], [
+        [name, len(rows), f"{100 * len(rows) / max(total, 1):.1f} %", pct([r["ms"] for r in rows], 50),
+         pct([r["ms"] for r in rows], 99), max((r["ms"] for r in rows), default=float("nan"))]
+        for name, rows in [("offered", results), ("accepted (200)", accepted), ("  completed in the answer", completed),
+                           ("  failed", by_outcome.get("failed", [])), ("refused (429)", refused),
+                           ("timeouts", by_outcome.get("timeout", [])), ("errors", by_outcome.get("error", []))]
+    ]))
+    errors: dict[str, int] = {}
+    for r in by_outcome.get("error", []):
+        errors[r["error"]] = errors.get(r["error"], 0) + 1
+    if errors:
+        print(f"  errors: {errors}")
+    print(f"\noffered {total / offered_seconds:.1f} runs/s over {offered_seconds:.1f} s (target {rate:.1f}; "
+          f"client send lag p99 {pct(lag, 99):.0f} ms); all answered {all_answered:.1f} s after the first")
+    print(f"accepted {len(accepted) / offered_seconds:.1f} runs/s; accepted that completed: "
+          f"{100 * len(completed) / max(len(accepted), 1):.1f} % in their answer, "
+          f"{100 * eventually / max(len(accepted), 1):.1f} % by the end ({len(accepted) - len(final)} not found)")
+    print(f"refused: {len(refused)}, {sum(1 for r in refused if r.get('retry_after'))} with Retry-After "
+          f"(median {pct(retry_after, 50):.0f} s, min {min(retry_after, default=float('nan')):.0f}, "
+          f"max {max(retry_after, default=float('nan')):.0f}), codes {sorted({r.get('code') for r in refused})}")
+    for why in sorted({r["why"] for r in refused}):
+        rows = [r for r in refused if r["why"] == why]
+        print(f"  {why}: {len(rows)}, answered in p50 {pct([r['ms'] for r in rows], 50):.0f} ms, "
+              f"p99 {pct([r['ms'] for r in rows], 99):.0f} ms")
+    print(f"backlog waiting for a worker (sampled every 0.5 s): max {max((s[0] for s in backlog_samples), default=0)} "
+          f"in the queue, {max((s[1] for s in backlog_samples), default=0)} of this tenant")
+    print(f"provider record: {len(calls)} calls; runs called more than once (duplicate executions): {duplicates}; "
+          f"refused runs that reached the provider: {refused_but_called}; accepted runs never called: "
+          f"{accepted_not_called}")
+    print("CPU busy from the first request to the last answer (1.0 = one core): " + ", ".join(
+        f"{name} {(cpu_after[name] - cpu_before[name]) / all_answered:.2f}" for name in cpu_after))
+    timeouts = len(by_outcome.get("timeout", []))
+    print(f"target every accepted run completes: {len(completed)}/{len(accepted)} -> "
+          f"{'met' if len(completed) == len(accepted) else 'MISSED'}")
+    refused_p99 = pct([r["ms"] for r in refused], 99)
+    at_once = bool(refused) and refused_p99 <= 1000 and len(retry_after) == len(refused) and not errors
+    print(f"target excess refused at once (p99 <= 1 s) with 429 + Retry-After, no errors: {len(refused)} refused, "
+          f"p99 {refused_p99:.0f} ms, {len(refused) - len(retry_after)} without Retry-After, "
+          f"{len(by_outcome.get('error', []))} errors -> "
+          f"{'n/a (nothing refused)' if not refused else 'met' if at_once else 'MISSED'}")
+    print(f"target zero timeouts: {timeouts} -> {'met' if timeouts == 0 else 'MISSED'}")
+    print(f"target zero duplicate executions: {duplicates} -> {'met' if duplicates == 0 else 'MISSED'}")
+
+
+async def raw_post(host: str, port: str, path: str, token: str, body: bytes) -> tuple[int, dict, bytes]:
+    """One POST on a connection of its own, HTTP/1.1 by hand: an open-loop client sending
+    ~100 requests/s on a 2-core machine must spend far less CPU per request than httpx."""
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                     "Connection: close\r\n\r\n".encode() + body)
+        await writer.drain()
+        raw = await reader.read()
+    finally:
+        writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    if headers.get("transfer-encoding") == "chunked":
+        chunks, rest = [], payload
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            length = int(size, 16)
+            if length == 0:
+                break
+            chunks.append(rest[:length])
+            rest = rest[length + 2:]
+        payload = b"".join(chunks)
+    return int(lines[0].split()[1]), headers, payload
+
+
+def final_statuses(stack: Stack, run_ids: list[str], timeout: float) -> dict[str, str]:
+    """Status of each run once none is queued or running (or after `timeout` seconds)."""
+    import psycopg
+    from psycopg import sql as q
+
+    query = q.SQL("SELECT id::text, status FROM {} WHERE id::text = ANY(%s)").format(
+        q.Identifier(stack.seed["tenant"], "workflows_workflowrun"))
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+        while True:
+            statuses = dict(conn.execute(query, [run_ids]).fetchall())
+            if all(s in FINISHED for s in statuses.values()) or time.monotonic() > deadline:
+                return statuses
+            time.sleep(1)
+
+
 # --- main --------------------------------------------------------------------------------------
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
-    parser.add_argument("benchmark", choices=["overhead", "throughput", "streams", "resolution", "tenants"])
+    parser.add_argument("benchmark", choices=["overhead", "throughput", "streams", "resolution", "tenants", "overload"])
     parser.add_argument("--web", choices=["uvicorn", "gunicorn"], default="uvicorn")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn -w (with --web gunicorn)")
     parser.add_argument("--worker-concurrency", type=int, default=int(os.environ.get("KEYFLOW_WORKER_CONCURRENCY", 2)))
     parser.add_argument("--worker-pool", default="prefork")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--pairs", type=int, default=300)
-    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="seconds per level (throughput, default 15) or of overload (default 30)")
     parser.add_argument("--levels", default="1,8,32,128")
     parser.add_argument("--async-clients", type=int, default=32)
     parser.add_argument("--async-seconds", type=float, default=5)
     parser.add_argument("--drain-timeout", type=float, default=180)
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--schemas", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=None,
+                        help="overload: runs/s to offer (default: twice the saturating load, probed first)")
+    parser.add_argument("--probe-levels", default="4,8,16,32", help="overload: closed-loop clients to probe")
+    parser.add_argument("--probe-seconds", type=float, default=8)
+    parser.add_argument("--client-timeout", type=float, default=300)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for every process, e.g. DATABASE_CONN_MAX_AGE=0")
     parser.add_argument("--profile", metavar="DIR", help="record py-spy profiles of web and worker into DIR")
     options = parser.parse_args(argv)
+    if options.seconds is None:
+        options.seconds = 30 if options.benchmark == "overload" else 15
 
     if options.benchmark in ("resolution", "tenants"):
         import inproc
 
         return inproc.main(options)
-    work = {"overhead": overhead, "throughput": throughput, "streams": streams}[options.benchmark]
+    work = {"overhead": overhead, "throughput": throughput, "streams": streams,
+            "overload": overload}[options.benchmark]
     with stack_from(options) as stack:
         profilers = start_profilers(stack, options.profile) if options.profile else []
         try:
