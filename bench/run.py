@@ -7,6 +7,7 @@
     .venv/bin/python bench/run.py resolution   (in-process: SQL, SET search_path, CPU per step)
     .venv/bin/python bench/run.py tenants      [--schemas 100]
     .venv/bin/python bench/run.py overload     [--seconds 30] [--rate R]
+    .venv/bin/python bench/run.py floor        [--seconds 15] [--tasks 2000]
 
 (`python3 bench/run.py …` re-runs itself inside .venv.) Each starts its own embedded
 PostgreSQL + valkey, fake LLM provider, web server and Celery worker, and stops them.
@@ -670,7 +671,7 @@ def final_statuses(stack: Stack, run_ids: list[str], timeout: float) -> dict[str
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
-    parser.add_argument("benchmark", choices=["overhead", "throughput", "streams", "resolution", "tenants", "overload"])
+    parser.add_argument("benchmark", choices=["overhead", "throughput", "streams", "resolution", "tenants", "overload", "floor"])
     parser.add_argument("--web", choices=["uvicorn", "gunicorn"], default="uvicorn")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn -w (with --web gunicorn)")
     parser.add_argument("--worker-concurrency", type=int, default=int(os.environ.get("KEYFLOW_WORKER_CONCURRENCY", 2)))
@@ -693,10 +694,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for every process, e.g. DATABASE_CONN_MAX_AGE=0")
     parser.add_argument("--profile", metavar="DIR", help="record py-spy profiles of web and worker into DIR")
+    parser.add_argument("--tasks", type=int, default=2000, help="floor: no-op Celery tasks to send")
     options = parser.parse_args(argv)
     if options.seconds is None:
         options.seconds = 30 if options.benchmark == "overload" else 15
 
+    if options.benchmark == "floor":
+        import floor
+
+        return floor.main(options)
     if options.benchmark in ("resolution", "tenants"):
         import inproc
 
