@@ -80,6 +80,15 @@ class Env:
         except ValueError:
             raise ImproperlyConfigured(f"{name}={value!r} is not an integer.") from None
 
+    def float(self, name: str, default: float) -> float:
+        value = self.str(name)
+        if value is None:
+            return default
+        try:
+            return float(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}={value!r} is not a number.") from None
+
     def list(self, name: str, default: list[str] | None = None) -> list[str]:
         value = self.str(name)
         if value is None:

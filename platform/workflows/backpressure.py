@@ -34,6 +34,8 @@ a backlog refusal the process refuses the same queue for SHED_SECONDS without as
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextvars
 import json
 import logging
@@ -186,6 +188,7 @@ def backlog_admit(*, response_mode: str) -> uuid.UUID:
     if verdict == "ok":
         return run_id
     retry_after = retry_after_seconds(queued=queued, taken_recently=taken)
+    slot = _admission_slot.get()  # SubmissionShed refuses this key's next ones itself a moment
     if verdict == "share":
         message = (f"Too many requests. Please try again later. This workspace already has {mine} "
                    f"runs waiting for a worker, its share of the queue; retry in {retry_after} s.")
@@ -194,6 +197,8 @@ def backlog_admit(*, response_mode: str) -> uuid.UUID:
         message = ("Too many requests. Please try again later. The platform is at capacity: too many "
                    f"runs are waiting for a worker; retry in {retry_after} s.")
         _refusing[(queue, "")] = (time.monotonic() + SHED_SECONDS, retry_after, message)
+    if slot is not None:
+        slot.refused = (queue, retry_after, message)
     raise BacklogFull(message, retry_after=retry_after)
 
 
@@ -239,6 +244,7 @@ class _AdmissionSlot:
     def __init__(self, key: bytes):
         self.key = key
         self.open = True
+        self.refused: tuple[str, int, str] | None = None  # (queue, retry_after, message)
         _admitting["total"] += 1
         _admitting[key] = _admitting.get(key, 0) + 1
 
@@ -250,13 +256,53 @@ class _AdmissionSlot:
         _admitting[self.key] -= 1
         if not _admitting[self.key]:
             del _admitting[self.key]
+        _wake_one()
+
+
+# Submissions waiting for room (futures, oldest first); a freed place wakes the oldest.
+_waiting: collections.deque = collections.deque()
+
+
+def _wake_one() -> None:
+    while _waiting:
+        waiter = _waiting.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return
+
+
+def _wake_all() -> None:
+    """Every waiting submission looks again (a queue was just found full: they are refused
+    at once rather than when room comes)."""
+    while _waiting:
+        waiter = _waiting.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+
+
+def _no_room(key: bytes) -> bool:
+    limit = settings.KEYFLOW_WEB_MAX_ADMITTING
+    share = max(1, limit * settings.KEYFLOW_BACKLOG_TENANT_SHARE // 100)
+    mine = _admitting.get(key, 0)
+    # The share only matters when other keys want room too: alone, a key may use it all.
+    return _admitting["total"] >= limit or (mine >= share and _admitting["total"] > mine)
+
+
+def _refused_by_memo(memos) -> tuple[int, str] | None:
+    now = time.monotonic()
+    for memo in memos:
+        refusing = _refusing.get(memo)
+        if refusing is not None and refusing[0] > now:
+            return refusing[1], refusing[2]
+    return None
 
 
 class SubmissionShed:
     """ASGI wrapper of the web application: refuses a run submission at once (429, Dify's
     error body) when this process already has KEYFLOW_WEB_MAX_ADMITTING submissions between
-    their arrival and their admission, or the same app key its share of them. Admitted
-    submissions waiting for their run do not count (`admission_passed`)."""
+    their arrival and their admission, or the same app key its share of them while other
+    keys have some too. Admitted submissions waiting for their run do not count
+    (`admission_passed`)."""
 
     def __init__(self, app):
         self.app = app
@@ -266,10 +312,35 @@ class SubmissionShed:
         if (limit <= 0 or scope["type"] != "http" or scope["method"] != "POST"
                 or not scope["path"].rstrip("/").endswith(SUBMIT_PATHS)):
             return await self.app(scope, receive, send)
-        key = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
-        share = max(1, limit * settings.KEYFLOW_BACKLOG_TENANT_SHARE // 100)
-        if _admitting["total"] >= limit or _admitting.get(key, 0) >= share:
-            return await _refuse_busy(send)
+        # A queue this process found full moments ago refuses at once, here, before the
+        # request takes a place in Django's queue (a retry with an Idempotency-Key goes on:
+        # it must still find its first run).
+        headers = dict(scope["headers"])
+        key = headers.get(b"authorization", b"")
+        memos = ()
+        if b"idempotency-key" not in headers:
+            messages, mode = await _read_submission(receive)
+            receive = _replay(messages, receive)
+            memos = ((run_queue(mode), ""), (run_queue(mode), key)) if mode else ()
+        # A burst waits a moment for room (on the event loop: no thread, no connection);
+        # a queue found full meanwhile refuses at once.
+        deadline = time.monotonic() + settings.KEYFLOW_WEB_ADMIT_WAIT_SECONDS
+        while True:
+            if (refused := _refused_by_memo(memos)) is not None:
+                return await _refuse(send, *refused)
+            if not _no_room(key):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return await _refuse_busy(send)
+            waiter = asyncio.get_running_loop().create_future()
+            _waiting.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                continue
+            if _no_room(key) and _refused_by_memo(memos) is None:
+                _wake_one()  # the place suits another key's submission: pass it on
         slot = _AdmissionSlot(key)
         token = _admission_slot.set(slot)
         try:
@@ -277,6 +348,14 @@ class SubmissionShed:
         finally:
             _admission_slot.reset(token)
             slot.passed()
+            if slot.refused is not None:  # by the backlog: this key's queue, for a moment
+                queue, retry_after, message = slot.refused
+                now = time.monotonic()
+                if len(_refusing) > 1000:
+                    for stale in [k for k, (until, *_) in _refusing.items() if until <= now]:
+                        del _refusing[stale]
+                _refusing[(queue, key)] = (now + SHED_SECONDS, retry_after, message)
+                _wake_all()
 
 
 def admission_passed() -> None:
@@ -287,15 +366,55 @@ def admission_passed() -> None:
         slot.passed()
 
 
+# Submissions are small JSON bodies; a larger one is left to Django's limits unread.
+_PEEK_BYTES = 256 * 1024
+
+
+async def _read_submission(receive) -> tuple[list[dict], str | None]:
+    """The request's body messages, and its response_mode ("blocking" if it names none;
+    None if the body is not a JSON object small enough to read here)."""
+    messages, size = [], 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        size += len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body") or size > _PEEK_BYTES:
+            break
+    if size > _PEEK_BYTES or messages[-1].get("more_body"):
+        return messages, None
+    try:
+        data = json.loads(b"".join(m.get("body", b"") for m in messages) or b"{}")
+    except (ValueError, RecursionError):  # left to the request limits and the view
+        return messages, None
+    if not isinstance(data, dict):
+        return messages, None
+    mode = data.get("response_mode") or "blocking"
+    return messages, mode if isinstance(mode, str) else None
+
+
+def _replay(messages: list[dict], receive):
+    """`receive` giving back the messages already read, then the rest."""
+    pending = list(messages)
+
+    async def replayed():
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
+
+
 async def _refuse_busy(send) -> None:
     # Clients of a busy process come back when this process last expected room in the
     # backlog, if it was full lately; else in a second, when its queue has moved on.
     recent = [r for until, r, _ in _refusing.values() if until > time.monotonic() - 5]
     retry_after = max(recent, default=1)
-    body = json.dumps(error_body(
-        429, "too_many_requests",
-        "Too many requests. Please try again later. This server is busy taking in other runs; "
-        f"retry in {retry_after} s.")).encode()
+    await _refuse(send, retry_after, "Too many requests. Please try again later. This server is busy "
+                  f"taking in other runs; retry in {retry_after} s.")
+
+
+async def _refuse(send, retry_after: int, message: str) -> None:
+    body = json.dumps(error_body(429, "too_many_requests", message)).encode()
     await send({"type": "http.response.start", "status": 429, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         (b"retry-after", str(retry_after).encode())]})

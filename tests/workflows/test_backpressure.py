@@ -278,6 +278,7 @@ class Submissions:
 
         async def app(scope, receive, send):
             index = int(dict(scope["headers"])[b"x-index"])
+            self.received[index] = (await receive())["body"]
             admitted, finished = self.events[index]
             await admitted.wait()
             admission_passed()
@@ -286,10 +287,12 @@ class Submissions:
             await send({"type": "http.response.body", "body": b"{}"})
 
         self.shed = SubmissionShed(app)
+        self.received: dict[int, bytes] = {}
         self.tasks: dict[int, object] = {}
         self.answers: dict[int, dict] = {}
 
-    def send(self, index: int, *, key: str = "app-one", path: str = "/v1/workflows/run", method: str = "POST"):
+    def send(self, index: int, *, key: str = "app-one", path: str = "/v1/workflows/run", method: str = "POST",
+             body: bytes = b"{}", headers: tuple = ()):
         import asyncio
 
         self.events[index] = (asyncio.Event(), asyncio.Event())
@@ -299,10 +302,11 @@ class Submissions:
             messages.append(message)
 
         async def receive():
-            return {"type": "http.request", "body": b"{}", "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
 
         scope = {"type": "http", "method": method, "path": path,
-                 "headers": [(b"authorization", f"Bearer {key}".encode()), (b"x-index", str(index).encode())]}
+                 "headers": [(b"authorization", f"Bearer {key}".encode()), (b"x-index", str(index).encode()),
+                             *headers]}
         self.answers[index] = messages
         self.tasks[index] = asyncio.ensure_future(self.shed(scope, receive, send))
 
@@ -333,6 +337,7 @@ def test_a_web_process_refuses_submissions_beyond_those_it_is_taking_in(settings
 
     settings.KEYFLOW_WEB_MAX_ADMITTING = 2
     settings.KEYFLOW_BACKLOG_TENANT_SHARE = 100
+    settings.KEYFLOW_WEB_ADMIT_WAIT_SECONDS = 0
 
     async def body(s, tick):
         s.send(1), s.send(2), s.send(3)
@@ -369,13 +374,90 @@ def test_a_web_process_refuses_submissions_beyond_those_it_is_taking_in(settings
 def test_one_app_key_takes_only_its_share_of_a_busy_web_process(settings):
     settings.KEYFLOW_WEB_MAX_ADMITTING = 4
     settings.KEYFLOW_BACKLOG_TENANT_SHARE = 50
+    settings.KEYFLOW_WEB_ADMIT_WAIT_SECONDS = 0
 
     async def body(s, tick):
-        s.send(1, key="app-one"), s.send(2, key="app-one"), s.send(3, key="app-one")
-        s.send(4, key="app-two"), s.send(5, key="app-two"), s.send(6, key="app-three")
+        s.send(1, key="app-one"), s.send(2, key="app-one"), s.send(4, key="app-two")
+        s.send(3, key="app-one"), s.send(5, key="app-two"), s.send(6, key="app-three")
         await tick()
         assert [s.status(i) for i in range(1, 7)] == [None, None, 429, None, None, 429]
         for i in (1, 2, 4, 5):
+            s.finish(i)
+        await tick()
+
+    in_loop(body)
+
+
+def test_a_lone_app_key_may_use_a_busy_web_process_whole(settings):
+    """The share is for fairness between keys: a burst of one key alone is taken in up to
+    the process's limit (200 streams opened at once must not be refused for it)."""
+    settings.KEYFLOW_WEB_MAX_ADMITTING = 4
+    settings.KEYFLOW_BACKLOG_TENANT_SHARE = 50
+    settings.KEYFLOW_WEB_ADMIT_WAIT_SECONDS = 0
+
+    async def body(s, tick):
+        for i in range(1, 6):
+            s.send(i, key="app-one")
+        await tick()
+        assert [s.status(i) for i in range(1, 6)] == [None, None, None, None, 429]
+        for i in range(1, 5):
+            s.finish(i)
+        await tick()
+
+    in_loop(body)
+
+
+def test_a_burst_waits_a_moment_for_room_then_is_refused(settings):
+    import asyncio
+
+    settings.KEYFLOW_WEB_MAX_ADMITTING = 2
+    settings.KEYFLOW_WEB_ADMIT_WAIT_SECONDS = 0.5
+
+    async def body(s, tick):
+        s.send(1), s.send(2), s.send(3)
+        await tick()
+        assert [s.status(i) for i in (1, 2, 3)] == [None, None, None] and 3 not in s.received
+        s.admit(1)  # room: the waiting submission goes in
+        await tick()
+        assert 3 in s.received and s.status(3) is None
+        s.send(4)  # no room comes within the wait
+        await asyncio.sleep(0.3)
+        assert s.status(4) is None
+        await asyncio.sleep(0.4)
+        assert s.status(4) == 429 and 4 not in s.received
+        for i in (1, 2, 3):
+            s.finish(i)
+        await tick()
+        assert [s.status(i) for i in (1, 2, 3)] == [200, 200, 200]
+
+    in_loop(body)
+
+
+def test_a_queue_found_full_refuses_its_submissions_before_django(settings, monkeypatch):
+    """After a backlog refusal, submissions for that queue are refused at the ASGI layer for
+    a moment (no thread, no database); other queues' and idempotent retries go on, and the
+    body reaches the application whole."""
+    import json
+    import time
+
+    from workflows import backpressure
+
+    queue = settings.KEYFLOW_QUEUE_INTERACTIVE
+    monkeypatch.setitem(backpressure._refusing, (queue, ""), (time.monotonic() + 5, 7, "Queue full."))
+    blocking = json.dumps({"inputs": {}, "user": "u", "response_mode": "blocking"}).encode()
+    queued = json.dumps({"inputs": {}, "user": "u", "response_mode": "async"}).encode()
+
+    async def body(s, tick):
+        s.send(1, body=blocking), s.send(2, body=b'{"user": "u"}'), s.send(3, body=queued)
+        s.send(4, body=blocking, headers=((b"idempotency-key", b"k1"),))
+        s.send(5, body=b"not json")
+        await tick()
+        assert [s.status(i) for i in range(1, 6)] == [429, 429, None, None, None]
+        start, content = s.answers[1]
+        assert dict(start["headers"])[b"retry-after"] == b"7"
+        assert json.loads(content["body"])["message"] == "Queue full."
+        assert s.received == {3: queued, 4: blocking, 5: b"not json"}
+        for i in (3, 4, 5):
             s.finish(i)
         await tick()
 

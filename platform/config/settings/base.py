@@ -370,7 +370,9 @@ if not 1 <= KEYFLOW_BACKLOG_TENANT_SHARE <= 100:
 # Run submissions a web process takes in at once, before their admission (and one app key
 # its share of them): beyond, it refuses at once (429) rather than queue them for its
 # threads and database pool, where an overloaded process made them wait for seconds.
-KEYFLOW_WEB_MAX_ADMITTING = env.int("KEYFLOW_WEB_MAX_ADMITTING", 64)
+KEYFLOW_WEB_MAX_ADMITTING = env.int("KEYFLOW_WEB_MAX_ADMITTING", 128)
+# Beyond it, a submission waits this long for room (a burst) before it is refused.
+KEYFLOW_WEB_ADMIT_WAIT_SECONDS = env.float("KEYFLOW_WEB_ADMIT_WAIT_SECONDS", 3.0)
 KEYFLOW_STREAM_PING_SECONDS = env.int("KEYFLOW_STREAM_PING_SECONDS", 10)
 KEYFLOW_RUN_EVENTS_TTL = env.int("KEYFLOW_RUN_EVENTS_TTL", 3600)
 # Redis connections a web process may hold for clients waiting on runs (one each).
