@@ -63,8 +63,9 @@ CORS_ALLOW_HEADERS = ["authorization", "content-type", "idempotency-key"]
 
 # --- Apps ------------------------------------------------------------------------------------
 SHARED_APPS = [
-    "django_tenants",
+    # Before django_tenants: its migrate_schemas (and migrate) replace django-tenants' own.
     "tenants",
+    "django_tenants",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",

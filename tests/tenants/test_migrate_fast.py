@@ -159,7 +159,7 @@ RUN_ENDS = "--- run ends ---"
 def in_a_process(database: str, *runs: tuple[str, ...]) -> list[str]:
     """Run the command in a new process against `database`, once per argument tuple; the
     output of each run."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = dict(os.environ)
     env["DATABASE_URL"] = urlunsplit(urlsplit(env["DATABASE_URL"])._replace(path="/" + database))
     env["PYTHONPATH"] = os.pathsep.join([str(repo / "platform"), str(repo)])
