@@ -119,10 +119,12 @@ def test_tenant_delete_command_requires_confirm(db):
     assert not schema_exists("theta")
 
 
-def test_tenants_are_cloned_from_a_migrated_template(db, tenant_a):
-    from django.conf import settings
-
+def test_tenants_are_cloned_from_a_migrated_template_when_asked(db, tenant_a, settings):
     from tenants.selectors import tenant_list
+    from tenants.services import tenant_template_ensure
+
+    settings.TENANT_CREATION_FAKES_MIGRATIONS = True  # KEYFLOW_TENANT_FROM_TEMPLATE=true
+    tenant_template_ensure()
 
     template = Tenant.objects.get(schema_name=settings.TENANT_BASE_SCHEMA)
     assert template.status == Tenant.Status.SUSPENDED and not template.domains.exists()
