@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -95,6 +96,11 @@ class Clients:
         self.model = seed["model"]
         self.max_tokens = seed["max_tokens"]
         self.marks: list[tuple[str, float, float]] = []  # blocking runs: (run id, sent, received)
+        # With BENCH_SPREAD, requests go round the keys of that many tenants.
+        self.tokens = itertools.cycle(seed.get("tokens") or [seed["token"]])
+
+    def auth(self) -> dict:
+        return {"Authorization": f"Bearer {next(self.tokens)}"}
 
     async def close(self):
         await self.keyflow.aclose()
@@ -107,7 +113,7 @@ class Clients:
         """(latency ms, X-Keyflow-Platform-Time-Ms); raises on anything but a succeeded run."""
         sent = time.time()
         started = time.perf_counter()
-        response = await self.keyflow.post("/v1/workflows/run", json=self.body("blocking"))
+        response = await self.keyflow.post("/v1/workflows/run", json=self.body("blocking"), headers=self.auth())
         elapsed = (time.perf_counter() - started) * 1000
         if response.status_code != 200 or response.json()["data"]["status"] != "succeeded":
             raise RuntimeError(f"keyflow {response.status_code}: {response.text[:300]}")
@@ -128,7 +134,8 @@ class Clients:
         """ms to the first SSE event, the first text_chunk, and the end."""
         marks: dict[str, float] = {}
         started = time.perf_counter()
-        async with self.keyflow.stream("POST", "/v1/workflows/run", json=self.body("streaming")) as response:
+        async with self.keyflow.stream("POST", "/v1/workflows/run", json=self.body("streaming"),
+                                       headers=self.auth()) as response:
             if response.status_code != 200:
                 raise RuntimeError(f"keyflow stream {response.status_code}: {(await response.aread())[:300]}")
             async for line in response.aiter_lines():

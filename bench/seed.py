@@ -1,6 +1,9 @@
 """Seed one tenant for the benchmarks and print what the clients need, as one JSON line.
 
 Run with the stack's environment: `python bench/seed.py` (DATABASE_URL etc. set).
+With BENCH_TENANTS=N (--env), N-1 more tenants are provisioned, and with BENCH_SPREAD=K the
+first K-1 of them get the same app, credential and key as "bench": the clients then spread
+their requests over K tenants' keys ("tokens").
 """
 
 from __future__ import annotations
@@ -41,13 +44,30 @@ def main() -> None:
         app = app_create(name="Summarizer", graph=SUMMARIZER)
         policy = OverridePolicy(allow_inline=True, inline_endpoint_hosts=frozenset({"127.0.0.1"}))
         token = app_key_issue(tenant=tenant, app=app, policy=policy).token
+    tokens = [token] + spread_tenants(fake_url, int(os.environ.get("BENCH_TENANTS", "1")),
+                                      int(os.environ.get("BENCH_SPREAD", "1")))
     llm = next(n for n in SUMMARIZER["nodes"] if n["type"] == "llm")
     print(json.dumps({
-        "token": token, "tenant": tenant.schema_name, "default_credential": str(default.id),
+        "token": token, "tokens": tokens, "tenant": tenant.schema_name, "default_credential": str(default.id),
         "other_credential": str(other.id), "api_key": BENCH_KEY, "other_key": OTHER_KEY,
         "base_url": fake_url + "/v1", "model": llm["model"], "messages": llm["messages"],
         "max_tokens": llm["parameters"]["max_tokens"],
     }))
+
+
+def spread_tenants(fake_url: str, count: int, spread: int) -> list[str]:
+    tokens = []
+    for i in range(1, count):
+        tenant = tenant_provision(name=f"Scale {i}", slug=f"scale-{i:04d}", admin_email=f"a@s{i}.test").tenant
+        if i < spread:
+            with tenant_context(tenant):
+                credential_create(provider="openai", name="default", secrets={"api_key": BENCH_KEY},
+                                  config={"base_url": fake_url + "/v1"}, is_default=True)
+                app = app_create(name="Summarizer", graph=SUMMARIZER)
+                tokens.append(app_key_issue(tenant=tenant, app=app).token)
+        if i % 100 == 0:
+            print(f"[bench] {i}/{count} tenants", file=sys.stderr, flush=True)
+    return tokens
 
 
 if __name__ == "__main__":
