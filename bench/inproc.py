@@ -133,7 +133,7 @@ def resolution(options) -> int:
 
                 def plan_only(providers=providers, overrides=overrides):
                     return credential_plan(providers_used=providers, overrides=overrides, user="bench-user",
-                                           policy=policy, app_bindings={})
+                                           policy=policy)
 
                 plan_only()
                 bare = measure(plan_only, repeat)

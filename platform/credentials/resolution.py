@@ -222,15 +222,13 @@ def credential_plan(
     overrides: object,
     user: str,
     policy: OverridePolicy,
-    app_bindings: Mapping[str, Credential] | None = None,
     app_id: object = None,
 ) -> dict[str, PlannedCredential]:
     """Decide who pays for each provider of a run, or refuse the run. Runs at submission,
     before anything is stored or queued.
 
-    With `app_id`, the app's bindings are read in the same single query as the overrides and
-    the tenant defaults (one SQL statement per submission, whatever the graph uses);
-    `app_bindings` gives them directly instead.
+    The app's (`app_id`) bindings are read in the same single query as the overrides and the
+    tenant defaults: one SQL statement per submission, whatever the graph uses.
     """
     registry = provider_registry()
     if overrides in (None, {}):
@@ -288,7 +286,7 @@ def credential_plan(
 
     remaining = [p for p in providers_used if p not in plan and p not in wanted_ids]
     candidates = _candidates(wanted_ids=list(wanted_ids.values()), remaining=remaining,
-                             app_id=app_id if app_bindings is None else None)
+                             app_id=app_id)
     by_id = {credential.id: credential for credential in candidates}
     for provider, credential_id in wanted_ids.items():
         credential = by_id.get(credential_id)
@@ -300,8 +298,7 @@ def credential_plan(
             fingerprint=credential.fingerprint,
         )
 
-    if app_bindings is None:
-        app_bindings = {c.provider: c for c in candidates if c.provider in remaining and c.app_bound}
+    app_bindings = {c.provider: c for c in candidates if c.provider in remaining and c.app_bound}
     defaults = {
         c.provider: c for c in candidates
         if c.provider in remaining and c.is_default and c.status == Credential.Status.ACTIVE
