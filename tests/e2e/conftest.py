@@ -41,6 +41,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def web_server_start(name: str, port: int, env: dict, log_dir) -> tuple[ManagedProcess, str]:
+    """A uvicorn web server of the platform on `port`, once /healthz answers: (process, base URL)."""
+    web = ManagedProcess(name, [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host",
+                                "127.0.0.1", "--port", str(port), "--log-level", "warning"], env, log_dir)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return web, base_url
+        except httpx.HTTPError:
+            pass
+        if web.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"web server did not start:\n{web.log()[-4000:]}")
+        time.sleep(0.1)
+
+
 class ManagedProcess:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
         self.name = name
@@ -103,23 +120,7 @@ def web_server(django_db_setup, django_db_blocker, e2e_logs):
     port = free_port()
     with django_db_blocker.unblock():
         env = process_env(KEYFLOW_PORT=str(port))
-    web = ManagedProcess(
-        "web",
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        env, e2e_logs,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if web.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"web server did not start:\n{web.log()[-4000:]}")
-        time.sleep(0.1)
+    web, base_url = web_server_start("web", port, env, e2e_logs)
     web.base_url = base_url
     yield web
     web.stop()

@@ -27,7 +27,13 @@ from django_tenants.utils import tenant_context
 
 from fake_llm.client import key_sha256
 from tests.conftest import canary_key
-from tests.e2e.conftest import ManagedProcess, ServiceClient, free_port, process_env
+from tests.e2e.conftest import (
+    ManagedProcess,
+    ServiceClient,
+    free_port,
+    process_env,
+    web_server_start,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -111,23 +117,7 @@ def rig(workspaces, django_db_blocker, tmp_path_factory):
             # Names this module's database sessions, so that a fault can cut exactly those.
             PGAPPNAME=APP_NAME,
         )
-    web = ManagedProcess(
-        "faults-web",
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
-        env, log_dir,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if web.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"web server did not start:\n{web.log()[-4000:]}")
-        time.sleep(0.1)
+    web, base_url = web_server_start("faults-web", port, env, log_dir)
     setup = Rig(redis=redis_server, web=web, base_url=base_url, env=env, log_dir=log_dir)
     setup.start_worker()
     yield setup

@@ -11,7 +11,6 @@ backlog of other tests' runs does not count here.
 from __future__ import annotations
 
 import copy
-import sys
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -475,7 +474,7 @@ def served(django_db_setup, django_db_blocker, tmp_path_factory):
     from django_tenants.utils import tenant_context
 
     from tenants.services import tenant_provision
-    from tests.e2e.conftest import ManagedProcess, free_port, process_env
+    from tests.e2e.conftest import free_port, process_env, web_server_start
     from workflows.models import WorkflowRun
 
     redis_url = backlog_redis_url(settings.REDIS_URL)
@@ -486,21 +485,8 @@ def served(django_db_setup, django_db_blocker, tmp_path_factory):
         env = process_env(REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url, CELERY_RESULT_BACKEND=redis_url,
                           KEYFLOW_MAX_BACKLOG="2", KEYFLOW_MAX_BACKLOG_ASYNC="2",
                           KEYFLOW_BACKLOG_TENANT_SHARE="100", KEYFLOW_BLOCKING_TIMEOUT="1")
-    port = free_port()
-    web = ManagedProcess("web-backpressure", [
-        sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-        "--port", str(port), "--log-level", "warning"], env, tmp_path_factory.mktemp("backpressure"))
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if web.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"web server did not start:\n{web.log()[-4000:]}")
-        time.sleep(0.1)
+    web, base_url = web_server_start("web-backpressure", free_port(), env,
+                                     tmp_path_factory.mktemp("backpressure"))
     yield {"base_url": base_url, "tenant": tenant, "apps": apps, "tokens": tokens}
     web.stop()
     with django_db_blocker.unblock(), tenant_context(tenant):
