@@ -6,8 +6,8 @@ the limit a request answers 429 `too_many_requests` with `Retry-After`, as Dify 
 
 Counts are fixed one-minute windows in Redis, one atomic INCR per request (with its expiry,
 in the same round trip), so every web process sees the same count and concurrent requests
-cannot both slip under the limit. Admin sessions using the management API are not limited here: the limit
-is per key.
+cannot both slip under the limit. Admin sessions using the management API are not limited
+here: the limit is per key.
 """
 
 from __future__ import annotations
