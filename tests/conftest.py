@@ -83,6 +83,19 @@ def fake(fake_llm):
     fake_llm.reset()
 
 
+@pytest.fixture
+def admin_client(db, provisioned_tenants):
+    """Tenant alpha's admin user, logged in to alpha's admin site (pytest-django's own
+    admin_client would be a platform superuser)."""
+    from django.test import Client
+
+    alpha = provisioned_tenants["alpha"]
+    client = Client(HTTP_HOST="alpha.localhost")
+    response = client.post("/admin/login/", {"username": alpha.admin_email, "password": alpha.admin_password})
+    assert response.status_code == 302
+    return client
+
+
 def canary_key(prefix: str = "sk-canary-") -> str:
     """A unique, recognisable secret: tests look for it everywhere it must not be."""
     import secrets

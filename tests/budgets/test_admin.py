@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
-from django.test import Client
 
 from budgets.models import Budget, BudgetEvent
 from budgets.services import budget_create
 
 CHANGELIST = "/admin/budgets/budget/"
-
-
-@pytest.fixture
-def admin_client(db, provisioned_tenants):
-    alpha = provisioned_tenants["alpha"]
-    client = Client(HTTP_HOST="alpha.localhost")
-    response = client.post("/admin/login/", {"username": alpha.admin_email, "password": alpha.admin_password})
-    assert response.status_code == 302
-    return client
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import sys
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -17,11 +16,12 @@ from django_tenants.utils import tenant_context
 from tests.budgets import burst
 from tests.e2e import conftest as e2e_processes
 from tests.e2e.conftest import (
-    ManagedProcess,
     ServiceClient,
     _make_workspace,
     free_port,
     process_env,
+    web_server_start,
+    web_server_wait,
 )
 
 pytestmark = pytest.mark.e2e
@@ -73,25 +73,11 @@ def web_farm(django_db_setup, django_db_blocker, e2e_logs, ws):
     with django_db_blocker.unblock():
         for index in range(3):
             port = free_port()
-            server = ManagedProcess(
-                f"web-farm-{index}",
-                [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                 "--port", str(port), "--log-level", "warning"],
-                process_env(KEYFLOW_PORT=str(port)), e2e_logs,
-            )
-            server.base_url = f"http://127.0.0.1:{port}"
+            server, server.base_url = web_server_start(f"web-farm-{index}", port, process_env(KEYFLOW_PORT=str(port)),
+                                                       e2e_logs, wait=None)
             servers.append(server)
-    deadline = time.monotonic() + 60
-    for server in servers:
-        while True:
-            try:
-                if httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{server.name} did not start:\n{server.log()[-4000:]}")
-            time.sleep(0.1)
+    for server in servers:  # started together, then waited for
+        web_server_wait(server, server.base_url)
     # A process's first submission loads the provider SDKs (seconds): do it before the
     # bursts, or they would not be concurrent. Missing inputs: refused, nothing queued.
     def warm(base_url: str) -> int:

@@ -8,12 +8,14 @@ and the same Redis as the test process.
 from __future__ import annotations
 
 import dataclasses
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -41,20 +43,58 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def web_server_start(name: str, port: int, env: dict, log_dir) -> tuple[ManagedProcess, str]:
-    """A uvicorn web server of the platform on `port`, once /healthz answers: (process, base URL)."""
+class WebhookReceiver(http.server.ThreadingHTTPServer):
+    """Takes webhook deliveries on loopback at `url`: records each one's headers and body in
+    `requests`, answers 500 to the first `fail_first` and 200 to the others."""
+
+    def __init__(self, *, fail_first: int = 0, path: str = "/hooks"):
+        self.requests: list[tuple[dict, bytes]] = []
+        self.fail_first = fail_first
+        self.path = path
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.requests.append((dict(self.headers), body))
+                self.send_response(500 if len(receiver.requests) <= receiver.fail_first else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{self.path}"
+
+
+def web_server_start(name: str, port: int, env: dict, log_dir, *, wait: str | None = "/healthz"
+                     ) -> tuple[ManagedProcess, str]:
+    """A uvicorn web server of the platform on `port`: (process, base URL), once `wait`
+    answers 200 (None: at once; see `web_server_wait`)."""
     web = ManagedProcess(name, [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host",
                                 "127.0.0.1", "--port", str(port), "--log-level", "warning"], env, log_dir)
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    if wait is not None:
+        web_server_wait(web, base_url, wait)
+    return web, base_url
+
+
+def web_server_wait(web: ManagedProcess, base_url: str, path: str = "/healthz", timeout: float = 60) -> None:
+    """Until `path` answers 200; RuntimeError with the server's log if it never does."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                return web, base_url
+            if httpx.get(f"{base_url}{path}", timeout=1).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
         if web.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"web server did not start:\n{web.log()[-4000:]}")
+            raise RuntimeError(f"{web.name} did not start:\n{web.log()[-4000:]}")
         time.sleep(0.1)
 
 

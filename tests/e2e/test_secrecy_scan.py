@@ -16,14 +16,12 @@ The one place a key may live is the encrypted column, where Fernet makes it unre
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import json
 import logging
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
@@ -34,6 +32,7 @@ from django_tenants.utils import tenant_context
 
 from fake_llm.client import key_sha256
 from tests.conftest import canary_key
+from tests.e2e.conftest import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -73,30 +72,6 @@ class Recorder:
             text = "".join(response.iter_text())
             self.keep(f"POST {path} (stream)", response, text)
         return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
-
-
-class Receiver(http.server.ThreadingHTTPServer):
-    def __init__(self):
-        self.received: list[tuple[str, str]] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.received.append((str(self.headers), body.decode(errors="replace")))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/secrecy"
 
 
 class KeepRecords(logging.Handler):
@@ -158,7 +133,7 @@ def session(web_server, celery_worker, fake_llm, workspaces, django_db_blocker):
     fake_llm.reset()
     records = KeepRecords()
     logging.getLogger().addHandler(records)
-    receiver = Receiver()
+    receiver = WebhookReceiver(path="/hooks/secrecy")
     base = web_server.base_url
     canaries = [*one.keys.values(), *two.keys.values()]
     run_ids: list[str] = []
@@ -286,9 +261,9 @@ def session(web_server, celery_worker, fake_llm, workspaces, django_db_blocker):
         # Every async run finished; the webhook arrived.
         _until_finished(workflow, run_ids)
         deadline = time.monotonic() + 30
-        while not receiver.received and time.monotonic() < deadline:
+        while not receiver.requests and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert receiver.received, "the webhook was not delivered"
+        assert receiver.requests, "the webhook was not delivered"
         time.sleep(1)  # the worker's last log lines
     finally:
         logging.getLogger().removeHandler(records)
@@ -300,7 +275,8 @@ def session(web_server, celery_worker, fake_llm, workspaces, django_db_blocker):
     connection.set_schema_to_public()
     answers = [a for client in (workflow, triage, chat, completion, api, admin_http) for a in client.answers]
     return Session(canaries=canaries, answers=answers, log_records=records.texts,
-                   webhooks=receiver.received, run_ids=run_ids, credential_ids=credential_ids)
+                   webhooks=[("".join(f"{k}: {v}\n" for k, v in headers.items()), body.decode(errors="replace"))
+                             for headers, body in receiver.requests], run_ids=run_ids, credential_ids=credential_ids)
 
 
 def needles(canaries: list[str]) -> dict[str, str]:

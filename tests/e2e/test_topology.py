@@ -9,13 +9,18 @@ import signal
 import sys
 import time
 
-import httpx
 import pytest
 from django_tenants.utils import tenant_context
 
 from devservices.embedded import EmbeddedRedis
 from fake_llm.client import key_sha256
-from tests.e2e.conftest import ManagedProcess, ServiceClient, free_port, process_env
+from tests.e2e.conftest import (
+    ManagedProcess,
+    ServiceClient,
+    free_port,
+    process_env,
+    web_server_start,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -42,20 +47,7 @@ def topology(django_db_setup, django_db_blocker, tmp_path_factory, fake_llm):
     with django_db_blocker.unblock():
         env = process_env(REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url, CELERY_RESULT_BACKEND=redis_url,
                           KEYFLOW_SWEEP_SECONDS="2", KEYFLOW_RUN_STALE_SECONDS="4")
-    port = free_port()
-    web = ManagedProcess("web", [sys.executable, "-m", "uvicorn", "config.asgi:application",
-                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                         env, logs)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, web.log()[-3000:]
-        time.sleep(0.1)
-    web.base_url = f"http://127.0.0.1:{port}"
+    web, web.base_url = web_server_start("web", free_port(), env, logs, wait="/readyz")
     processes = {
         "web": web,
         "interactive": worker("interactive", "interactive", env, logs),

@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
 
 import pytest
 from django_tenants.utils import tenant_context
 
-from tests.e2e.conftest import ServiceClient
+from tests.e2e.conftest import ServiceClient, WebhookReceiver
 from webhooks.signing import verify
 
 pytestmark = pytest.mark.e2e
 
 
-class Receiver(http.server.ThreadingHTTPServer):
-    def __init__(self, fail_first: int):
-        self.requests: list[tuple[dict, bytes]] = []
-        self.fail_first = fail_first
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers), body))
-                status = 500 if len(receiver.requests) <= receiver.fail_first else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/keyflow"
-
-
 @pytest.fixture
 def receiver():
-    server = Receiver(fail_first=1)
+    server = WebhookReceiver(fail_first=1, path="/hooks/keyflow")
     yield server
     server.shutdown()
 

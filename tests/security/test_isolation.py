@@ -18,12 +18,10 @@ server with concurrent requests, where async views share one thread for database
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import json
 import re
 import statistics
 import sys
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +34,7 @@ from django.urls import reverse
 from django_tenants.utils import tenant_context
 
 from tests.conftest import canary_key
+from tests.e2e.conftest import WebhookReceiver
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 CSRF_RE = re.compile(r'(name="csrfmiddlewaretoken" value=")[^"]+(")')
@@ -85,24 +84,6 @@ class Side:
                  *self.message_ids, *self.node_ids, *self.delivery_ids, *self.budget_ids,
                  str(self.tenant.pk)}
         return {str(i) for i in found if i}
-
-
-class Receiver(http.server.ThreadingHTTPServer):
-    """Accepts webhook deliveries (so deliveries exist) and answers 200."""
-
-    def __init__(self):
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
 def _wait_finished(tenant, run_ids, timeout=60.0):
@@ -247,8 +228,8 @@ def _populate(side: Side, fake_url: str, hook_url: str) -> Side:
 
 @pytest.fixture(scope="module")
 def world(django_db_setup, django_db_blocker, fake_llm):
-    receiver = Receiver()
-    hook_url = f"http://127.0.0.1:{receiver.server_address[1]}/hooks"
+    receiver = WebhookReceiver()
+    hook_url = receiver.url
     suffix = uuid.uuid4().hex[:6]
     with django_db_blocker.unblock():
         a = _populate(Side(slug=f"isola{suffix}", tag=f"alphatag{suffix}"), fake_llm.url, hook_url + "/a")

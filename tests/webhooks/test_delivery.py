@@ -7,7 +7,6 @@ import logging
 import socket
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 
 from tests.webhooks.conftest import run_body
@@ -245,17 +244,6 @@ def test_resume_queues_a_delivery_whose_message_was_lost(
     delivery.refresh_from_db()
     assert delivery.status == Status.DELIVERED and len(receiver.requests) == 1
     assert webhook_deliveries_resume_tenant() == 0
-
-
-@pytest.fixture
-def admin_client(db, provisioned_tenants):
-    from django.test import Client
-
-    alpha = provisioned_tenants["alpha"]
-    client = Client(HTTP_HOST="alpha.localhost")
-    response = client.post("/admin/login/", {"username": alpha.admin_email, "password": alpha.admin_password})
-    assert response.status_code == 302
-    return client
 
 
 def test_admin_lists_deliveries_read_only(make_run, receiver, allow_private, admin_client, tenant_a):

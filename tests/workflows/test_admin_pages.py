@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 
 from workflows.examples import SUMMARIZER
@@ -14,15 +13,6 @@ from workflows.services import app_create
 
 # The app form carries an inline formset for credential bindings.
 NO_BINDINGS = {"credential_bindings-TOTAL_FORMS": "0", "credential_bindings-INITIAL_FORMS": "0"}
-
-
-@pytest.fixture
-def admin_client(db, provisioned_tenants):
-    alpha = provisioned_tenants["alpha"]
-    client = Client(HTTP_HOST="alpha.localhost")
-    response = client.post("/admin/login/", {"username": alpha.admin_email, "password": alpha.admin_password})
-    assert response.status_code == 302
-    return client
 
 
 @pytest.fixture
