@@ -72,22 +72,19 @@ class Env:
         raise ImproperlyConfigured(f"{name}={value!r} is not a boolean (use true or false).")
 
     def int(self, name: str, default: int) -> int:
-        value = self.str(name)
-        if value is None:
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise ImproperlyConfigured(f"{name}={value!r} is not an integer.") from None
+        return self._number(name, default, int, "an integer")
 
     def float(self, name: str, default: float) -> float:
+        return self._number(name, default, float, "a number")
+
+    def _number(self, name: str, default, parse, what: str):
         value = self.str(name)
         if value is None:
             return default
         try:
-            return float(value)
+            return parse(value)
         except ValueError:
-            raise ImproperlyConfigured(f"{name}={value!r} is not a number.") from None
+            raise ImproperlyConfigured(f"{name}={value!r} is not {what}.") from None
 
     def list(self, name: str, default: list[str] | None = None) -> list[str]:
         value = self.str(name)
