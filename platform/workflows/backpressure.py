@@ -134,7 +134,7 @@ def _script(source: str):
 
 
 def run_queue(response_mode: str) -> str:
-    """The Celery queue a run of this response mode goes to (as `workflow_run_enqueue`)."""
+    """The Celery queue a run of this response mode goes to (`workflow_run_enqueue` sends it there)."""
     if response_mode in ("blocking", "streaming"):
         return settings.KEYFLOW_QUEUE_INTERACTIVE
     return settings.KEYFLOW_QUEUE_BACKGROUND

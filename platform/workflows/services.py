@@ -22,7 +22,7 @@ from credentials.resolution import SOURCE_INLINE, OverridePolicy, credential_pla
 from runevents import streams
 from tenants.models import ApiToken
 from tenants.services import api_token_issue
-from workflows.backpressure import backlog_admit, backlog_release
+from workflows.backpressure import backlog_admit, backlog_release, run_queue
 from workflows.commits import progress_commit
 from workflows.errors import AppDisabled, AppModeMismatch, GraphInvalid, InvalidInput
 from workflows.graph import GraphError, InputError, parse_graph, validate_inputs
@@ -225,8 +225,7 @@ def workflow_run_enqueue(*, run: WorkflowRun) -> bool:
     sweeper queues it again later: it is accepted, never lost."""
     from workflows.tasks import workflow_run_execute_task
 
-    interactive = run.response_mode in (WorkflowRun.ResponseMode.BLOCKING, WorkflowRun.ResponseMode.STREAMING)
-    queue = settings.KEYFLOW_QUEUE_INTERACTIVE if interactive else settings.KEYFLOW_QUEUE_BACKGROUND
+    queue = run_queue(run.response_mode)
     try:
         workflow_run_execute_task.apply_async(
             args=[str(run.id)],
